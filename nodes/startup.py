@@ -1,7 +1,9 @@
-"""What happens once when ComfyUI asks the pack for its nodes: one log line, routes, settings.
+"""What happens once when ComfyUI asks the pack for its nodes: routes, opt-in settings, one log line.
 
 Only cheap work here: read the config and say which cache tiers are in use.
 Tiers open their folders and connections on first use, never at start-up.
+Each step is guarded on its own so that one failing feature never stops the
+nodes from loading.
 """
 import logging
 import re
@@ -18,12 +20,51 @@ def pack_version() -> str:
     return match.group(1) if match else "unknown"
 
 
+def _register_routes() -> None:
+    from server import PromptServer
+    from . import routes
+    routes.register(PromptServer.instance.routes)
+
+
+def _apply_opt_in_settings(config) -> None:
+    # Both change ComfyUI's globals, so they stay off unless the user turns them on.
+    if config.wrap_core_encoders:
+        from . import autowrap
+        autowrap.enable()
+    if config.ddim_in_ksampler:
+        from . import sampling_nodes
+        sampling_nodes.set_ksampler_ddim(True)
+
+
+def _check_node_rules(config) -> None:
+    if not config.node_rules:
+        return
+    import nodes as comfy_nodes
+    from .lib import sensitivity_rules
+    for problem in sensitivity_rules.validate_rules(config.node_rules, comfy_nodes.NODE_CLASS_MAPPINGS):
+        _log.warning("[Recall] config node_rules: %s", problem)
+
+
+def _step(what: str, fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        _log.exception("[Recall] start-up step '%s' failed; the nodes still load", what)
+
+
 def on_pack_loaded(nodes: list) -> None:
-    tiers = "unknown"
+    tiers = "unavailable"
     try:
         from . import runtime
+        config = runtime.get_config()
         tiers = runtime.describe_tiers()
         runtime.on_startup()
     except Exception:
         _log.exception("[Recall] cache set-up failed; the nodes still run, without caching")
+        config = None
+    _step("routes", _register_routes)
+    if config is not None:
+        _step("opt-in settings", _apply_opt_in_settings, config)
     _log.info("[Recall] ComfyUI-Recall %s: %d nodes, cache tiers: %s", pack_version(), len(nodes), tiers)
+    if config is not None:
+        _step("node rules", _check_node_rules, config)

@@ -1,0 +1,110 @@
+"""The memory tiers: hot (accelerator memory) and warm (RAM).
+
+Values are kept as live objects (no serialisation), moved to the tier's device
+when it has one. The bytes of a put are reserved before the copy to the device
+starts, so the cap holds even while a copy runs: evict before an out-of-memory
+error, never after.
+"""
+import time
+from typing import Callable
+
+from . import values
+from .tier import Entry, EntryMeta, LruIndex, Slot, Tier
+
+
+class MemoryTier(Tier):
+    persistent = False
+
+    def __init__(self, name: str, max_bytes: int, max_entries: int | None = None,
+                 ttl_seconds: float | None = None, device=None,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__(name, clock=clock)
+        self.device = device
+        self._index = LruIndex(max_bytes, max_entries, ttl_seconds)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._index.max_bytes
+
+    def describe(self) -> str:
+        cap = f"{self._index.max_bytes / 2**30:.3g}GB"
+        if self._index.max_entries is not None:
+            cap += f"/{self._index.max_entries} entries"
+        where = f" on {self.device}" if self.device is not None else ""
+        return f"{self.name} {cap}{where}"
+
+    def get(self, namespace: str, key: str) -> Entry | None:
+        with self._lock:
+            slot, expired = self._index.lookup(namespace, key, self.clock())
+            if expired is not None:
+                self._count(namespace).evictions += 1
+            if slot is None:
+                self._count(namespace).misses += 1
+                return None
+            c = self._count(namespace)
+            c.hits += 1
+            c.saved_seconds += slot.meta.compute_seconds
+            return Entry(slot.payload, slot.meta)
+
+    def put(self, namespace: str, key: str, value, *, meta: EntryMeta, size: int | None = None) -> bool:
+        size = values.nbytes(value) if size is None else int(size)
+        with self._lock:
+            ok, evicted = self._index.reserve(namespace, key, size, self.clock())
+            self._count_evictions(evicted, (namespace, key))
+        if not ok:
+            return False
+        try:
+            stored = values.move(value, self.device)  # the copy runs outside the lock
+        except Exception as exc:  # e.g. out of device memory: a skipped write, not an error
+            with self._lock:
+                self._index.release(size)
+            self.report_failure("store a value", exc)
+            return False
+        with self._lock:
+            now = self.clock()
+            slot = Slot(size, self._index.expiry(meta, now), meta, stored, now)
+            self._index.commit(namespace, key, slot)
+        return True
+
+    def _count_evictions(self, evicted, own_key) -> None:
+        for k, _ in evicted:
+            if k != own_key:
+                self._count(k[0]).evictions += 1
+
+    def delete(self, namespace: str, key: str) -> bool:
+        with self._lock:
+            return self._index.remove(namespace, key) is not None
+
+    def clear(self, namespace: str | None = None) -> int:
+        with self._lock:
+            doomed = [k for k in self._index.slots if namespace is None or k[0] == namespace]
+            for k in doomed:
+                self._index.remove(*k)
+            return len(doomed)
+
+    def keys(self, namespace: str) -> list[str]:
+        with self._lock:
+            return self._index.keys(namespace)
+
+    def labels(self, namespace: str) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(k, self._index.slots[(namespace, k)].meta.label) for k in self._index.keys(namespace)]
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        with self._lock:
+            # expired entries are dropped here too, so statistics never count dead entries
+            self._count_evictions(self._index.purge_expired(self.clock()), None)
+            return self._index.usage()
+
+    def configure(self, *, max_bytes=None, max_entries=None, ttl_seconds=None) -> None:
+        with self._lock:
+            if max_bytes is not None:
+                self._index.max_bytes = int(max_bytes)
+            if max_entries is not None:
+                self._index.max_entries = int(max_entries)
+            if ttl_seconds is not None:
+                self._index.ttl_seconds = float(ttl_seconds)
+                for slot in self._index.slots.values():
+                    slot.expires = self._index.expiry(slot.meta, slot.stored)
+            evicted = self._index.shrink(self.clock())
+            self._count_evictions(evicted, None)

@@ -1,0 +1,280 @@
+"""TieredStore: one cache over ordered tiers (hot -> warm -> cold -> shared).
+
+get() asks the tiers in order and promotes a hit into the tiers above it (each
+tier's caps decide whether it fits). put() writes the memory tiers at once and
+the persistent tiers on a background thread, so a slow disk or network never
+delays the workflow. get_or_compute() adds single flight: callers of the same
+(namespace, key) wait for one computation. A tier that raises is treated as a
+miss or a skipped write, with one warning per outage and a listener event.
+"""
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import values
+from .errors import UnstorableValue
+from .serialize import flatten
+from .tier import EntryMeta, Tier
+
+_log = logging.getLogger("recall.cache")
+IN_FLIGHT = "inflight"  # Outcome.tier for a caller that waited on another caller's computation
+
+
+@dataclass
+class Hit:
+    value: Any
+    tier: str
+    saved_seconds: float
+
+
+@dataclass
+class Outcome:
+    value: Any
+    hit: bool
+    tier: str | None
+    saved_seconds: float
+    compute_seconds: float
+
+
+class _Flight:
+    __slots__ = ("done", "value", "ok", "compute_seconds")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.value = None
+        self.ok = False
+        self.compute_seconds = 0.0
+
+
+class TieredStore:
+    def __init__(self, tiers: list[Tier], clock: Callable[[], float] = time.monotonic,
+                 background_writes: bool = True, enabled: bool = True):
+        self.tiers = list(tiers)
+        self.clock = clock
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._flights: dict[tuple[str, str], _Flight] = {}
+        self._listeners: list[Callable[[str, dict], None]] = []
+        self._counts: dict[str, list] = {}  # namespace -> [hits, misses, saved_seconds]
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="recall-cache-write") if background_writes else None
+        self._pending: set[Future] = set()
+        for tier in self.tiers:
+            tier.set_listener(self._emit)
+
+    # -- events ----------------------------------------------------------------------
+    def add_listener(self, fn: Callable[[str, dict], None]) -> None:
+        self._listeners.append(fn)
+
+    def _emit(self, event: str, info: dict) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(event, info)
+            except Exception:
+                _log.debug("cache listener failed", exc_info=True)
+
+    def tier(self, name: str) -> Tier | None:
+        return next((t for t in self.tiers if t.name == name), None)
+
+    # -- safe calls into tiers -----------------------------------------------------------
+    def _tier_get(self, tier: Tier, namespace: str, key: str):
+        try:
+            return tier.get(namespace, key)
+        except Exception as exc:  # a backend failure is a miss, never a workflow error
+            tier.report_failure("read", exc)
+            return None
+
+    def _tier_put(self, tier: Tier, namespace: str, key: str, value, meta: EntryMeta) -> bool:
+        try:
+            return tier.put(namespace, key, value, meta=meta)
+        except Exception as exc:
+            tier.report_failure("write", exc)
+            return False
+
+    def _count(self, namespace: str, hit: bool, saved: float = 0.0) -> None:
+        with self._lock:
+            c = self._counts.setdefault(namespace, [0, 0, 0.0])
+            c[0 if hit else 1] += 1
+            c[2] += saved
+
+    # -- lookups ---------------------------------------------------------------------
+    def get(self, key: str, *, namespace: str = "shared", to_device=None) -> Hit | None:
+        if not self.enabled:
+            return None
+        for i, tier in enumerate(self.tiers):
+            entry = self._tier_get(tier, namespace, key)
+            if entry is None:
+                continue
+            if i > 0:
+                self._promote(self.tiers[:i], namespace, key, entry.value, entry.meta)
+            self._count(namespace, True, entry.meta.compute_seconds)
+            value = values.move(entry.value, to_device) if to_device is not None else entry.value
+            return Hit(value, tier.name, entry.meta.compute_seconds)
+        self._count(namespace, False)
+        return None
+
+    def _promote(self, tiers: list[Tier], namespace: str, key: str, value, meta: EntryMeta) -> None:
+        for tier in tiers:
+            if tier.persistent:
+                self._write_later(tier, namespace, key, value, meta)
+            else:
+                self._tier_put(tier, namespace, key, value, meta)
+
+    def _write_later(self, tier: Tier, namespace: str, key: str, value, meta: EntryMeta) -> None:
+        if self._writer is None:
+            self._tier_put(tier, namespace, key, value, meta)
+            return
+        future = self._writer.submit(self._tier_put, tier, namespace, key, value, meta)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for background writes (tests, benchmarks, shutdown)."""
+        with self._lock:
+            pending = list(self._pending)
+        for f in pending:
+            f.result(timeout)
+
+    # -- writes ----------------------------------------------------------------------
+    def put(self, key: str, value, *, namespace: str = "shared", compute_seconds: float = 0.0,
+            label: str = "", pinned: bool = False, by_reference: bool = False,
+            ttl_seconds: float | None = None) -> None:
+        if not self.enabled:
+            return
+        meta = EntryMeta(float(compute_seconds), time.time(), label, pinned, ttl_seconds)
+        if by_reference:
+            # live objects (models, CLIP) go to the lowest memory tier (warm RAM), as they are:
+            # the hot tier's few slots are for image encodings
+            memory = [t for t in self.tiers if not t.persistent]
+            if memory:
+                self._tier_put(memory[-1], namespace, key, value, meta)
+            return
+        storable = True
+        try:
+            flatten(value)
+        except UnstorableValue as exc:
+            storable = False
+            _log.debug("value for %s stays in memory only: %s", key, exc)
+        for tier in self.tiers:
+            if tier.persistent:
+                if storable:
+                    self._write_later(tier, namespace, key, value, meta)
+            else:
+                self._tier_put(tier, namespace, key, value, meta)
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any], *, namespace: str = "shared",
+                       label: str = "", pinned: bool = False, by_reference: bool = False,
+                       ttl_seconds: float | None = None, to_device=None) -> Outcome:
+        if not self.enabled:
+            start = time.perf_counter()
+            value = compute()
+            return Outcome(value, False, None, 0.0, time.perf_counter() - start)
+        while True:
+            with self._lock:
+                flight = self._flights.get((namespace, key))
+                leader = flight is None
+                if leader:
+                    flight = self._flights[(namespace, key)] = _Flight()
+            if leader:
+                break
+            flight.done.wait()
+            if flight.ok:  # another caller computed it: counted as a hit for this caller
+                self._count(namespace, True, flight.compute_seconds)
+                value = values.move(flight.value, to_device) if to_device is not None else flight.value
+                return Outcome(value, True, IN_FLIGHT, flight.compute_seconds, 0.0)
+            # the leader failed: try again, possibly as the new leader
+        try:
+            hit = self.get(key, namespace=namespace, to_device=to_device)
+            if hit is not None:
+                flight.value, flight.ok, flight.compute_seconds = hit.value, True, hit.saved_seconds
+                return Outcome(hit.value, True, hit.tier, hit.saved_seconds, 0.0)
+            start = time.perf_counter()
+            value = compute()
+            elapsed = time.perf_counter() - start
+            self.put(key, value, namespace=namespace, compute_seconds=elapsed, label=label,
+                     pinned=pinned, by_reference=by_reference, ttl_seconds=ttl_seconds)
+            flight.value, flight.ok, flight.compute_seconds = value, True, elapsed
+            return Outcome(value, False, None, 0.0, elapsed)
+        finally:
+            with self._lock:
+                self._flights.pop((namespace, key), None)
+            flight.done.set()
+
+    # -- management --------------------------------------------------------------------
+    def delete(self, key: str, *, namespace: str | None = None) -> int:
+        removed = 0
+        for tier in self.tiers:
+            namespaces = [namespace] if namespace is not None else list(tier.stats())
+            for ns in namespaces:
+                try:
+                    removed += bool(tier.delete(ns, key))
+                except Exception as exc:
+                    tier.report_failure("delete", exc)
+        return removed
+
+    def clear(self, *, namespace: str | None = None, tier: str | None = None) -> int:
+        removed = 0
+        for t in self.tiers:
+            if tier is not None and t.name != tier:
+                continue
+            try:
+                removed += t.clear(namespace)
+            except Exception as exc:
+                t.report_failure("clear", exc)
+        return removed
+
+    def stats(self) -> dict:
+        tiers = {}
+        entries = nbytes = evictions = 0
+        for t in self.tiers:
+            try:
+                per_ns = t.stats()
+            except Exception as exc:
+                t.report_failure("report statistics", exc)
+                per_ns = {}
+            tiers[t.name] = {ns: s.as_dict() for ns, s in per_ns.items()}
+            for s in per_ns.values():
+                entries, nbytes, evictions = entries + s.entries, nbytes + s.bytes, evictions + s.evictions
+        with self._lock:
+            by_ns = {ns: {"hits": c[0], "misses": c[1], "saved_seconds": round(c[2], 6)}
+                     for ns, c in self._counts.items()}
+        totals = {"entries": entries, "bytes": nbytes, "evictions": evictions,
+                  "hits": sum(c["hits"] for c in by_ns.values()),
+                  "misses": sum(c["misses"] for c in by_ns.values()),
+                  "saved_seconds": round(sum(c["saved_seconds"] for c in by_ns.values()), 6)}
+        return {"enabled": self.enabled, "tiers": tiers, "totals": totals, "namespaces": by_ns}
+
+    def recent_keys(self, namespace: str, limit: int = 20) -> list[tuple[str, str]]:
+        """(key, label) most recent first across the local tiers, each key once."""
+        out, seen = [], set()
+        for t in self.tiers:
+            labels = getattr(t, "labels", None)
+            if labels is None:
+                continue
+            try:
+                pairs = labels(namespace)
+            except Exception:
+                continue
+            for k, label in pairs:
+                if k not in seen:
+                    seen.add(k)
+                    out.append((k, label))
+        return out[:limit]
+
+    def configure_tier(self, name: str, **caps) -> bool:
+        tier = self.tier(name)
+        if tier is None:
+            return False
+        tier.configure(**caps)
+        return True
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)

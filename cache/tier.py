@@ -1,0 +1,292 @@
+"""The tier interface, its records, and the LRU + TTL + byte-cap index that local tiers share.
+
+A Tier holds entries per (namespace, key). One lock guards metadata; copying
+values and file IO run outside it. LruIndex does the bookkeeping like
+cachetools' base class: a put first reserves its bytes (evicting least recently
+used entries, unpinned first) so a cap is never passed, even for a moment, then
+commits. Backend failures are reported once per outage through a listener.
+"""
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+_log = logging.getLogger("recall.cache")
+
+
+@dataclass(frozen=True)
+class EntryMeta:
+    compute_seconds: float
+    created: float
+    label: str = ""
+    pinned: bool = False
+    ttl_seconds: float | None = None  # per-entry lifetime; the shorter of this and the tier's wins
+
+
+@dataclass
+class Entry:
+    value: Any
+    meta: EntryMeta
+
+
+@dataclass
+class TierStats:
+    entries: int = 0
+    bytes: int = 0
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    saved_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Slot:
+    """One entry's bookkeeping in an LruIndex."""
+    size: int
+    expires: float | None
+    meta: EntryMeta
+    payload: Any = None  # memory tiers: the value; disk tier: the file path
+    stored: float = 0.0  # tier clock at put time (TTL counts from here)
+
+
+@dataclass
+class _Counters:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    saved_seconds: float = 0.0
+
+
+class Tier:
+    """Base of every tier. Subclasses implement get/put/delete/clear/keys/configure."""
+
+    name: str = "tier"
+    persistent: bool = False
+
+    def __init__(self, name: str, *, clock: Callable[[], float] = time.monotonic):
+        self.name = name
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._counters: dict[str, _Counters] = {}
+        self._listener: Callable[[str, dict], None] | None = None
+        self._down = False
+        self._warned: set[str] = set()
+
+    # -- the interface -------------------------------------------------------------
+    def get(self, namespace: str, key: str) -> Entry | None:
+        raise NotImplementedError
+
+    def put(self, namespace: str, key: str, value, *, meta: EntryMeta) -> bool:
+        raise NotImplementedError
+
+    def delete(self, namespace: str, key: str) -> bool:
+        raise NotImplementedError
+
+    def clear(self, namespace: str | None = None) -> int:
+        raise NotImplementedError
+
+    def keys(self, namespace: str) -> list[str]:
+        raise NotImplementedError
+
+    def configure(self, *, max_bytes=None, max_entries=None, ttl_seconds=None) -> None:
+        raise NotImplementedError
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """{namespace: (entries, bytes)}; subclasses override."""
+        return {}
+
+    def stats(self) -> dict[str, TierStats]:
+        usage = self.usage()
+        with self._lock:
+            out = {}
+            for ns in set(usage) | set(self._counters):
+                c = self._counters.get(ns, _Counters())
+                entries, nbytes = usage.get(ns, (0, 0))
+                out[ns] = TierStats(entries, nbytes, c.hits, c.misses, c.evictions, round(c.saved_seconds, 6))
+            return out
+
+    def describe(self) -> str:
+        return self.name
+
+    # -- helpers for subclasses ----------------------------------------------------
+    def _count(self, namespace: str) -> _Counters:
+        c = self._counters.get(namespace)
+        if c is None:
+            c = self._counters[namespace] = _Counters()
+        return c
+
+    def record_hit(self, namespace: str, saved_seconds: float) -> None:
+        with self._lock:
+            c = self._count(namespace)
+            c.hits += 1
+            c.saved_seconds += max(0.0, float(saved_seconds))
+
+    def record_miss(self, namespace: str) -> None:
+        with self._lock:
+            self._count(namespace).misses += 1
+
+    def record_evictions(self, namespace: str, n: int = 1) -> None:
+        with self._lock:
+            self._count(namespace).evictions += n
+
+    def set_listener(self, fn: Callable[[str, dict], None] | None) -> None:
+        self._listener = fn
+
+    def _emit(self, event: str, info: dict) -> None:
+        if self._listener is not None:
+            try:
+                self._listener(event, info)
+            except Exception:  # a UI listener must never break caching
+                _log.debug("listener failed for %s", event, exc_info=True)
+
+    def report_failure(self, action: str, exc: BaseException) -> None:
+        """A backend failure: one warning and one 'backend_down' event per outage."""
+        with self._lock:
+            first = not self._down
+            self._down = True
+        if first:
+            message = f"[Recall] cache tier '{self.name}' failed to {action}: {exc}. Continuing without it until it recovers."
+            _log.warning(message)
+            self._emit("backend_down", {"tier": self.name, "message": message})
+        else:
+            _log.debug("tier %s still failing to %s: %s", self.name, action, exc)
+
+    def report_ok(self) -> None:
+        with self._lock:
+            was_down = self._down
+            self._down = False
+        if was_down:
+            message = f"[Recall] cache tier '{self.name}' works again."
+            _log.info(message)
+            self._emit("backend_up", {"tier": self.name, "message": message})
+
+    @property
+    def is_down(self) -> bool:
+        return self._down
+
+    def warn_once(self, kind: str, message: str) -> None:
+        with self._lock:
+            first = kind not in self._warned
+            self._warned.add(kind)
+        if first:
+            _log.warning(message)
+        else:
+            _log.debug(message)
+
+
+class LruIndex:
+    """LRU order, TTL and hard byte/entry caps over Slots keyed by (namespace, key).
+
+    Not thread-safe by itself: the owning tier calls it under its lock.
+    """
+
+    def __init__(self, max_bytes: int, max_entries: int | None, ttl_seconds: float | None):
+        self.max_bytes = int(max_bytes)
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self.slots: "OrderedDict[tuple[str, str], Slot]" = OrderedDict()  # oldest first
+        self.used = 0          # committed bytes
+        self.reserved = 0      # bytes of puts in flight
+        self.pending = 0       # puts in flight
+
+    def expiry(self, meta: EntryMeta, stored: float) -> float | None:
+        """When an entry stored at `stored` (tier clock) expires: the shorter TTL wins."""
+        ttls = [t for t in (self.ttl_seconds, meta.ttl_seconds) if t is not None]
+        return stored + min(ttls) if ttls else None
+
+    def lookup(self, ns: str, key: str, now: float) -> tuple[Slot | None, Slot | None]:
+        """(live slot, expired slot removed); a live hit becomes most recent."""
+        slot = self.slots.get((ns, key))
+        if slot is None:
+            return None, None
+        if slot.expires is not None and now >= slot.expires:
+            self.remove(ns, key)
+            return None, slot
+        self.slots.move_to_end((ns, key))
+        return slot, None
+
+    def remove(self, ns: str, key: str) -> Slot | None:
+        slot = self.slots.pop((ns, key), None)
+        if slot is not None:
+            self.used -= slot.size
+        return slot
+
+    def fits(self, size: int) -> bool:
+        return size <= self.max_bytes and (self.max_entries is None or self.max_entries >= 1)
+
+    def reserve(self, ns: str, key: str, size: int, now: float) -> tuple[bool, list]:
+        """Make room for a new entry. Returns (reserved?, evicted [(key, slot)]) - the caller
+        frees the evicted slots' payloads even when the reservation failed."""
+        evicted = []
+        old = self.remove(ns, key)  # the replaced value is stale whatever happens next
+        if old is not None:
+            evicted.append(((ns, key), old))
+        if not self.fits(size):
+            return False, evicted
+        evicted.extend(self.purge_expired(now))
+        while self._over(size):
+            victim = self._victim()
+            if victim is None:  # only puts in flight hold the space: refuse rather than pass the cap
+                return False, evicted
+            evicted.append((victim, self.remove(*victim)))
+        self.reserved += size
+        self.pending += 1
+        return True, evicted
+
+    def _over(self, size: int) -> bool:
+        if self.used + self.reserved + size > self.max_bytes:
+            return True
+        return self.max_entries is not None and len(self.slots) + self.pending + 1 > self.max_entries
+
+    def _victim(self) -> tuple[str, str] | None:
+        pinned = None
+        for k, slot in self.slots.items():  # oldest first
+            if not slot.meta.pinned:
+                return k
+            if pinned is None:
+                pinned = k
+        return pinned  # caps are hard: pinned entries go too when nothing else is left
+
+    def purge_expired(self, now: float) -> list[tuple[tuple[str, str], Slot]]:
+        gone = [k for k, s in self.slots.items() if s.expires is not None and now >= s.expires]
+        return [(k, self.remove(*k)) for k in gone]
+
+    def commit(self, ns: str, key: str, slot: Slot) -> Slot | None:
+        """Turn a reservation into an entry; returns a slot it replaced (a concurrent put)."""
+        self.reserved -= slot.size
+        self.pending -= 1
+        old = self.remove(ns, key)
+        self.slots[(ns, key)] = slot
+        self.used += slot.size
+        return old
+
+    def release(self, size: int) -> None:
+        self.reserved -= size
+        self.pending -= 1
+
+    def shrink(self, now: float) -> list[tuple[tuple[str, str], Slot]]:
+        """Evict until the (new) caps hold."""
+        evicted = self.purge_expired(now)
+        while self.used + self.reserved > self.max_bytes or (
+                self.max_entries is not None and len(self.slots) + self.pending > self.max_entries):
+            victim = self._victim()
+            if victim is None:
+                break
+            evicted.append((victim, self.remove(*victim)))
+        return evicted
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        out: dict[str, list[int]] = {}
+        for (ns, _), slot in self.slots.items():
+            acc = out.setdefault(ns, [0, 0])
+            acc[0] += 1
+            acc[1] += slot.size
+        return {ns: (a[0], a[1]) for ns, a in out.items()}
+
+    def keys(self, ns: str) -> list[str]:
+        return [k for (n, k) in reversed(self.slots) if n == ns]

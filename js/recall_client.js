@@ -1,0 +1,29 @@
+// The /recall/ routes, called through ComfyUI's api.fetchApi (which adds the /api prefix
+// and, in multi-user mode, the Comfy-User header the server uses to pick the namespace).
+import { api } from "../../scripts/api.js";
+
+async function call(method, route, body) {
+  const options = { method, cache: "no-store" };
+  if (body !== undefined) {
+    options.headers = { "Content-Type": "application/json" };
+    options.body = JSON.stringify(body);
+  }
+  const response = await api.fetchApi(route, options);
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    throw new Error(data?.error || `${method} ${route} failed with HTTP ${response.status}`);
+  }
+  return data;
+}
+
+export const getStats = () => call("GET", "/recall/stats");
+/** {} clears everything the user may clear; {tier} one tier; {namespace} one namespace. */
+export const clearCache = (target = {}) => call("POST", "/recall/clear", target);
+export const getSettings = () => call("GET", "/recall/settings");
+export const postSettings = (changes) => call("POST", "/recall/settings", changes);
+export const postSession = (clientId) => call("POST", "/recall/session", { client_id: clientId });

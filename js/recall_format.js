@@ -1,0 +1,153 @@
+// Pure formatting helpers for the Recall frontend: no DOM, no ComfyUI imports,
+// so node's test runner imports this file as it is (tests/js/format.test.mjs).
+
+// Display order and names of the cache tiers the server reports.
+export const TIER_ORDER = ["vram", "ram", "disk", "redis"];
+export const TIER_LABELS = { vram: "VRAM", ram: "RAM", disk: "Disk", redis: "Redis" };
+
+const BYTE_UNITS = ["B", "KB", "MB", "GB", "TB"];
+
+/** 1536 -> "1.5 KB" (binary units: 1 KB = 1024 B, as file managers show memory). */
+export function formatBytes(bytes) {
+  let value = Number(bytes);
+  if (!Number.isFinite(value) || value <= 0) return "0 B";
+  let unit = 0;
+  while (value >= 1024 && unit < BYTE_UNITS.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  if (unit === 0) return `${Math.round(value)} B`;
+  return `${value >= 100 ? value.toFixed(0) : value.toFixed(1)} ${BYTE_UNITS[unit]}`;
+}
+
+/** Seconds for people: "0.42 s", "4.2 s", "3 min 12 s", "1 h 05 min". */
+export function formatSeconds(seconds) {
+  const s = Number(seconds);
+  if (!Number.isFinite(s) || s <= 0) return "0 s";
+  if (s < 1) return `${s.toFixed(2)} s`;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) {
+    const whole = Math.round(s);
+    return `${Math.floor(whole / 60)} min ${String(whole % 60).padStart(2, "0")} s`;
+  }
+  const minutes = Math.round(s / 60);
+  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`;
+}
+
+/** hits / (hits + misses), or null when nothing was looked up yet (shown as "–", not 0 %). */
+export function hitRate(hits, misses) {
+  const h = Number(hits) || 0;
+  const m = Number(misses) || 0;
+  return h + m > 0 ? h / (h + m) : null;
+}
+
+export function formatPercent(rate) {
+  return rate === null || rate === undefined || !Number.isFinite(rate) ? "–" : `${Math.round(rate * 100)} %`;
+}
+
+export function tierLabel(tier) {
+  return TIER_LABELS[tier] ?? String(tier ?? "?");
+}
+
+const COUNTERS = ["entries", "bytes", "hits", "misses", "evictions", "saved_seconds"];
+
+function emptyCounters() {
+  return Object.fromEntries(COUNTERS.map((name) => [name, 0]));
+}
+
+function addCounters(into, from) {
+  for (const name of COUNTERS) into[name] += Number(from?.[name]) || 0;
+  return into;
+}
+
+function tierRank(tier) {
+  const i = TIER_ORDER.indexOf(tier);
+  return i === -1 ? TIER_ORDER.length : i;
+}
+
+/**
+ * GET /recall/stats answer -> rows the panel shows.
+ * In: {tiers: {tier: {namespace: {entries, bytes, hits, misses, evictions, saved_seconds}}}, totals?}
+ * Out: {tiers: [{tier, label, ...counters, hitRate, namespaces: [{namespace, ...counters}]}], totals}
+ * Tiers come in hot -> cold order; totals are the server's when it sends them (a lookup
+ * that misses in RAM and hits on disk is one lookup, which only the server can count).
+ */
+export function summarizeStats(stats) {
+  const tiers = Object.entries(stats?.tiers ?? {})
+    .sort(([a], [b]) => tierRank(a) - tierRank(b) || String(a).localeCompare(String(b)))
+    .map(([tier, byNamespace]) => {
+      const namespaces = Object.entries(byNamespace ?? {})
+        .map(([namespace, counters]) => ({ namespace, ...addCounters(emptyCounters(), counters) }))
+        .sort((a, b) => a.namespace.localeCompare(b.namespace));
+      const sum = namespaces.reduce((acc, ns) => addCounters(acc, ns), emptyCounters());
+      return { tier, label: tierLabel(tier), ...sum, hitRate: hitRate(sum.hits, sum.misses), namespaces };
+    });
+  const totals = stats?.totals && typeof stats.totals === "object"
+    ? addCounters(emptyCounters(), stats.totals)
+    : tiers.reduce((acc, row) => addCounters(acc, row), emptyCounters());
+  return { tiers, totals: { ...totals, hitRate: hitRate(totals.hits, totals.misses) } };
+}
+
+/**
+ * Per-namespace rows, largest first: entries and bytes summed across tiers; hits, misses
+ * and time saved from the server's per-namespace lookup counts when it sends them (a
+ * lookup that misses in RAM and hits on disk is one hit, not a miss and a hit).
+ */
+export function summarizeNamespaces(summary, lookups = null) {
+  const byName = new Map();
+  const row = (name) => {
+    if (!byName.has(name)) byName.set(name, { namespace: name, ...emptyCounters() });
+    return byName.get(name);
+  };
+  for (const tier of summary?.tiers ?? []) {
+    for (const ns of tier.namespaces) addCounters(row(ns.namespace), ns);
+  }
+  if (lookups && typeof lookups === "object") {
+    for (const [name, counts] of Object.entries(lookups)) {
+      const target = row(name);
+      for (const key of ["hits", "misses", "saved_seconds"]) target[key] = Number(counts?.[key]) || 0;
+    }
+  }
+  return [...byName.values()]
+    .map((r) => ({ ...r, hitRate: hitRate(r.hits, r.misses) }))
+    .sort((a, b) => b.bytes - a.bytes || a.namespace.localeCompare(b.namespace));
+}
+
+function shorten(text, max) {
+  const s = String(text ?? "").trim();
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+export const BADGE_COLORS = {
+  hit: { fg: "#ffffff", bg: "#1f7a3a" },
+  miss: { fg: "#1a1a1a", bg: "#e0a526" },
+  off: { fg: "#ffffff", bg: "#5c5c5c" },
+  error: { fg: "#ffffff", bg: "#b3261e" },
+};
+
+/**
+ * A "recall.node" event payload -> what the node's badge says, or null for no badge.
+ * HIT names the tier and the time saved; MISS says why; "off" and "error" say so.
+ */
+export function badgeForEvent(event, maxReason = 36) {
+  if (!event || typeof event !== "object") return null;
+  const colors = BADGE_COLORS[event.status];
+  if (!colors) return null;
+  let text;
+  let title;
+  if (event.status === "hit") {
+    text = `HIT ${tierLabel(event.tier)} · saved ${formatSeconds(event.saved_s)}`;
+    title = `Recall: served from the ${tierLabel(event.tier)} cache, ${formatSeconds(event.saved_s)} of encoding saved`;
+  } else if (event.status === "miss") {
+    const reason = event.reason ? shorten(event.reason, maxReason) : "not in the cache";
+    text = `MISS · ${reason}`;
+    title = `Recall: computed in ${formatSeconds(event.compute_s)} (${event.reason || "not in the cache"}); stored for next time`;
+  } else if (event.status === "off") {
+    text = "Recall off";
+    title = `Recall: caching is off${event.reason ? ` (${event.reason})` : ""}`;
+  } else {
+    text = `ERROR · ${shorten(event.reason || "cache error", maxReason)}`;
+    title = `Recall: ${event.reason || "cache error"}; the node computed without the cache`;
+  }
+  return { text, title, ...colors };
+}

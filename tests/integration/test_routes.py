@@ -1,0 +1,249 @@
+"""The /recall/ routes on a live ComfyUI: input validation, no leaks, multi-user isolation.
+
+Two servers of its own (clearing the cache must not disturb other suites' servers):
+a single-user one, and one started with --multi-user whose disk cache is seeded with
+entries of two users before start-up.
+"""
+import json
+import re
+import time
+import uuid
+
+import pytest
+import requests
+
+from support.comfy_client import ComfyClient, write_input_image
+from support.comfy_server import start_server
+
+GB = 2**30
+PATH_LIKE = re.compile(r"(?<![\w.])/(?:tmp|root|home|work|var|usr|opt|mnt|Users)/|[A-Za-z]:\\\\")
+
+
+@pytest.fixture(scope="module")
+def server(comfyui, models, tmp_path_factory):
+    srv = start_server(comfyui.path, comfyui.python, tmp_path_factory.mktemp("routes-single"),
+                       {"sd15_vae": models["sd15_vae"]})
+    yield srv
+    srv.stop()
+
+
+def post(srv, path, body=None, raw=None, headers=None):
+    data = raw if raw is not None else (None if body is None else json.dumps(body))
+    return requests.post(srv.url + path, data=data, headers={"Content-Type": "application/json", **(headers or {})},
+                         timeout=30)
+
+
+def get(srv, path, headers=None):
+    return requests.get(srv.url + path, headers=headers or {}, timeout=30)
+
+
+def assert_400(response, *words):
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]
+    assert message.startswith("[Recall]"), message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def encode_prompt(image: str, vae: str) -> dict:
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "2": {"class_type": "VAELoader", "inputs": {"vae_name": vae}},
+        "3": {"class_type": "RecallVAEEncode", "inputs": {"pixels": ["1", 0], "vae": ["2", 0]}},
+        "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "recall_routes"}},
+    }
+
+
+# -- single user: validation ---------------------------------------------------------------
+def test_stats_lists_every_tier_in_use_with_its_counters(server):
+    answer = get(server, "/recall/stats").json()
+    assert {"ram", "disk"} <= set(answer["tiers"])
+    assert set(answer["totals"]) >= {"entries", "bytes", "hits", "misses", "evictions", "saved_seconds"}
+    assert answer["scope"]["multi_user"] is False
+
+
+def test_routes_are_also_served_under_the_api_prefix(server):
+    assert get(server, "/api/recall/stats").status_code == 200
+
+
+def test_clear_with_an_unknown_tier_is_refused(server):
+    assert_400(post(server, "/recall/clear", {"tier": "floppy"}), "unknown tier 'floppy'", "ram")
+
+
+def test_clear_of_a_tier_that_is_not_in_use_is_refused(server):
+    assert_400(post(server, "/recall/clear", {"tier": "redis"}), "not in use")
+
+
+def test_clear_with_malformed_json_is_refused(server):
+    assert_400(post(server, "/recall/clear", raw="{tier: ram"), "not valid JSON")
+
+
+def test_clear_with_a_body_that_is_not_an_object_is_refused(server):
+    assert_400(post(server, "/recall/clear", ["ram"]), "JSON object")
+
+
+def test_clear_with_an_unknown_field_is_refused(server):
+    assert_400(post(server, "/recall/clear", {"tiers": "ram"}), "unknown field 'tiers'")
+
+
+def test_clear_with_a_malformed_namespace_is_refused(server):
+    assert_400(post(server, "/recall/clear", {"namespace": "../etc"}), "namespace")
+    assert_400(post(server, "/recall/clear", {"namespace": 7}), "namespace")
+
+
+def test_a_negative_cap_is_refused_and_nothing_changes(server):
+    before = get(server, "/recall/settings").json()
+    assert_400(post(server, "/recall/settings", {"ram_bytes": -1}), "ram_bytes")
+    assert_400(post(server, "/recall/settings", {"vram_entries": -3}), "vram_entries")
+    assert get(server, "/recall/settings").json() == before
+
+
+def test_settings_that_need_a_restart_or_do_not_exist_are_refused(server):
+    assert_400(post(server, "/recall/settings", {"disk_dir": "/tmp/elsewhere"}), "unknown setting 'disk_dir'")
+    assert_400(post(server, "/recall/settings", {"ram_gigabytes": 4}), "unknown setting")
+
+
+def test_settings_with_a_malformed_or_empty_body_are_refused(server):
+    assert_400(post(server, "/recall/settings", raw="ram_bytes=4GB"), "not valid JSON")
+    assert_400(post(server, "/recall/settings", raw=""), "empty")
+    assert_400(post(server, "/recall/settings", {}), "no settings")
+
+
+def test_a_valid_setting_is_applied_and_read_back(server):
+    original = get(server, "/recall/settings").json()["ram_bytes"]
+    try:
+        answer = post(server, "/recall/settings", {"ram_bytes": "3GB", "ttl_minutes": 12})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["ram_bytes"] == 3 * GB
+        assert get(server, "/recall/settings").json()["ttl_minutes"] == 12
+    finally:
+        post(server, "/recall/settings", {"ram_bytes": original, "ttl_minutes": 30})
+
+
+def test_session_needs_a_well_formed_client_id(server):
+    assert_400(post(server, "/recall/session", {"client_id": "../../x"}), "client_id")
+    assert_400(post(server, "/recall/session", {}), "client_id")
+    ok = post(server, "/recall/session", {"client_id": uuid.uuid4().hex})
+    assert ok.status_code == 200, ok.text
+
+
+# -- single user: real entries -----------------------------------------------------------------
+def test_a_run_shows_in_the_stats_and_clearing_empties_them(server, models):
+    image = write_input_image(server.input_dir, "routes_clear.png", 32, 32, seed=11)
+    result = ComfyClient(server.url).run_prompt(encode_prompt(image, models["sd15_vae"].name), timeout_s=240)
+    assert result.ok, result.errors
+    assert get(server, "/recall/stats").json()["totals"]["entries"] >= 1
+    cleared = post(server, "/recall/clear", {"tier": "ram"})
+    assert cleared.status_code == 200 and cleared.json()["cleared"] >= 1
+    assert all(c["entries"] == 0 for c in get(server, "/recall/stats").json()["tiers"]["ram"].values())
+    post(server, "/recall/clear", {})
+    assert get(server, "/recall/stats").json()["totals"]["entries"] == 0
+
+
+def test_no_answer_contains_a_path_or_a_cache_key(server, models):
+    image = write_input_image(server.input_dir, "routes_leak.png", 32, 32, seed=12)
+    result = ComfyClient(server.url).run_prompt(encode_prompt(image, models["sd15_vae"].name), timeout_s=240)
+    assert result.ok, result.errors
+    keys = [e["key"] for e in result.events("recall.node") if e.get("key")]
+    assert keys, "the Recall node reported no key"
+    answers = [
+        get(server, "/recall/stats"), get(server, "/recall/settings"),
+        post(server, "/recall/clear", {"tier": "floppy"}), post(server, "/recall/clear", raw="{"),
+        post(server, "/recall/settings", {"ram_bytes": -1}), post(server, "/recall/settings", {"disk_dir": "/x"}),
+        post(server, "/recall/session", {"client_id": "a/b"}),
+    ]
+    for answer in answers:
+        text = answer.text
+        assert str(server.base_dir) not in text, text
+        assert not PATH_LIKE.search(text), text
+        assert ".safetensors" not in text, text
+        for key in keys:
+            assert key not in text, text
+
+
+# -- multi-user ---------------------------------------------------------------------------------
+def _seed_disk_cache(cache_dir, namespaces: dict) -> None:
+    """Entries straight into the disk tier's folder, as a previous server run would leave them."""
+    import torch
+    from recall_pack.cache.disk import DiskTier
+    from recall_pack.cache.tier import EntryMeta
+    tier = DiskTier("disk", cache_dir, max_bytes=GB)
+    for namespace, count in namespaces.items():
+        for i in range(count):
+            meta = EntryMeta(compute_seconds=1.0, created=time.time(), label=f"seed {i}")
+            assert tier.put(namespace, f"seed-{namespace}-{i}", torch.full((1, 4, 8, 8), float(i)), meta=meta)
+
+
+@pytest.fixture(scope="module")
+def multi(comfyui, tmp_path_factory):
+    srv = start_server(comfyui.path, comfyui.python, tmp_path_factory.mktemp("routes-multi"), {},
+                       extra_args=["--multi-user"])
+    try:
+        users = {}
+        for name in ("alice", "bob"):
+            answer = requests.post(srv.url + "/users", json={"username": name}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            users[name] = answer.json()
+        srv.stop()
+        _seed_disk_cache(srv.user_dir / "recall" / "cache",
+                         {"shared": 1, f"user:{users['alice']}": 2, f"user:{users['bob']}": 3})
+        srv.start()
+        yield srv, users
+    finally:
+        srv.stop()
+
+
+def as_user(user):
+    return {"comfy-user": user}
+
+
+def namespaces_seen(answer: dict) -> set:
+    return {ns for per_ns in answer["tiers"].values() for ns in per_ns} | set(answer["namespaces"])
+
+
+def test_multi_user_requests_without_a_known_user_are_refused(multi):
+    srv, _ = multi
+    assert get(srv, "/recall/stats").status_code == 403
+    assert get(srv, "/recall/stats", as_user("mallory")).status_code == 403
+    assert post(srv, "/recall/clear", {}, headers=as_user("mallory")).status_code == 403
+
+
+def test_a_user_sees_their_namespace_and_the_shared_one_only(multi):
+    srv, users = multi
+    answer = get(srv, "/recall/stats", as_user(users["alice"])).json()
+    assert namespaces_seen(answer) <= {"shared", f"user:{users['alice']}"}
+    assert answer["tiers"]["disk"][f"user:{users['alice']}"]["entries"] == 2
+    assert answer["totals"]["entries"] == 3  # alice's 2 + 1 shared; bob's 3 are not counted
+    assert answer["scope"]["clearable"] == [f"user:{users['alice']}"]
+
+
+def test_a_user_cannot_clear_another_users_namespace_or_the_shared_one(multi):
+    srv, users = multi
+    for namespace in (f"user:{users['bob']}", "shared"):
+        answer = post(srv, "/recall/clear", {"namespace": namespace}, headers=as_user(users["alice"]))
+        assert answer.status_code == 403, answer.text
+        assert "not yours" in answer.json()["error"]
+    bob = get(srv, "/recall/stats", as_user(users["bob"])).json()
+    assert bob["tiers"]["disk"][f"user:{users['bob']}"]["entries"] == 3
+
+
+def test_clear_all_by_a_user_clears_only_their_own_entries(multi):
+    srv, users = multi
+    answer = post(srv, "/recall/clear", {}, headers=as_user(users["bob"]))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"cleared": 3, "tier": None, "namespace": f"user:{users['bob']}"}
+    alice = get(srv, "/recall/stats", as_user(users["alice"])).json()
+    assert alice["tiers"]["disk"][f"user:{users['alice']}"]["entries"] == 2
+    assert alice["tiers"]["disk"]["shared"]["entries"] == 1
+
+
+def test_a_client_id_stays_with_the_user_who_registered_it(multi):
+    srv, users = multi
+    client_id = uuid.uuid4().hex
+    first = post(srv, "/recall/session", {"client_id": client_id}, headers=as_user(users["alice"]))
+    assert first.status_code == 200, first.text
+    assert first.json()["namespace"] == f"user:{users['alice']}"
+    assert post(srv, "/recall/session", {"client_id": client_id}, headers=as_user(users["alice"])).status_code == 200
+    taken = post(srv, "/recall/session", {"client_id": client_id}, headers=as_user(users["bob"]))
+    assert taken.status_code == 409, taken.text

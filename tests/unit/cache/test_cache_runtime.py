@@ -1,0 +1,143 @@
+"""nodes/runtime.py with ComfyUI's modules stubbed per test (never installed globally).
+
+nodes/__init__.py imports comfy_api, so the test loads runtime.py through a bare
+`recall_pack.nodes` package object (scoped to the test) instead.
+"""
+import importlib
+import logging
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from recall_pack.cache.errors import CacheConfigError
+
+NODES_DIR = Path(__file__).resolve().parents[3] / "nodes"
+runtime = None
+
+
+@pytest.fixture
+def comfy(monkeypatch, tmp_path):
+    """Stub folder_paths, comfy.model_management, comfy.cli_args and server for one test."""
+    folder_paths = types.ModuleType("folder_paths")
+    folder_paths.get_user_directory = lambda: str(tmp_path / "user")
+    mm = types.ModuleType("comfy.model_management")
+    mm.get_torch_device = lambda: torch.device("cpu")
+    cli_args = types.ModuleType("comfy.cli_args")
+    cli_args.args = types.SimpleNamespace(multi_user=False)
+    comfy_pkg = types.ModuleType("comfy")
+    comfy_pkg.model_management, comfy_pkg.cli_args = mm, cli_args
+    server = types.ModuleType("server")
+    server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(client_id=None))
+    for name, mod in {"folder_paths": folder_paths, "comfy": comfy_pkg, "comfy.model_management": mm,
+                      "comfy.cli_args": cli_args, "server": server}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    for var in [v for v in __import__("os").environ if v.startswith("RECALL_")]:
+        monkeypatch.delenv(var)
+    package = types.ModuleType("recall_pack.nodes")
+    package.__path__ = [str(NODES_DIR)]
+    monkeypatch.setitem(sys.modules, "recall_pack.nodes", package)
+    for name in ("recall_pack.nodes.runtime", "recall_pack.nodes.events"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    global runtime
+    runtime = importlib.import_module("recall_pack.nodes.runtime")
+    runtime.reset_for_tests()
+    yield types.SimpleNamespace(user_dir=tmp_path / "user", args=cli_args.args, server=server)
+    runtime.reset_for_tests()
+    for name in ("recall_pack.nodes.runtime", "recall_pack.nodes.events"):
+        sys.modules.pop(name, None)
+
+
+def test_defaults_without_a_config_file(comfy):
+    config = runtime.get_config()
+    assert config.enabled and config.backend == "local"
+
+
+def test_config_file_in_the_user_directory_is_read(comfy):
+    (comfy.user_dir / "recall").mkdir(parents=True)
+    (comfy.user_dir / "recall" / "config.yaml").write_text("cache:\n  ram_bytes: 1GB\n")
+    assert runtime.get_config().ram_bytes == 2**30
+
+
+def test_bad_config_logs_the_message_once_and_uses_defaults(comfy, caplog):
+    (comfy.user_dir / "recall").mkdir(parents=True)
+    (comfy.user_dir / "recall" / "config.yaml").write_text("cache:\n  ram_bytes: lots\n")
+    with caplog.at_level(logging.ERROR, logger="recall"):
+        assert runtime.get_config().ram_bytes == 4 * 2**30
+        runtime.get_config()
+    errors = [r for r in caplog.records if "ram_bytes" in r.getMessage()]
+    assert len(errors) == 1
+
+
+def test_store_on_cpu_has_ram_and_disk_under_the_user_directory(comfy):
+    store = runtime.get_store()
+    assert [t.name for t in store.tiers] == ["ram", "disk"]
+    assert store.tier("disk").root == comfy.user_dir / "recall" / "cache"
+    assert runtime.get_store() is store
+
+
+def test_describe_tiers_does_not_create_the_cache_folder(comfy):
+    line = runtime.describe_tiers()
+    assert "ram 4GB" in line and "disk 20GB" in line
+    assert not (comfy.user_dir / "recall" / "cache").exists()
+
+
+def test_redis_backend_without_a_usable_tier_warns_and_keeps_local_tiers(comfy, monkeypatch, caplog):
+    monkeypatch.setenv("RECALL_BACKEND", "redis")
+    broken = types.ModuleType("recall_pack.cache.redis_tier")  # a tier module without the factory
+    monkeypatch.setitem(sys.modules, "recall_pack.cache.redis_tier", broken)
+    with caplog.at_level(logging.WARNING, logger="recall"):
+        store = runtime.get_store()
+    assert [t.name for t in store.tiers] == ["ram", "disk"]
+    assert any("Redis tier is unavailable" in r.getMessage() for r in caplog.records)
+
+
+def test_namespace_is_default_in_single_user_mode(comfy):
+    runtime.register_client_user("c1", "alice")
+    comfy.server.PromptServer.instance.client_id = "c1"
+    assert runtime.current_namespace() == "default"
+
+
+def test_namespace_follows_the_client_that_queued_the_prompt_in_multi_user_mode(comfy):
+    comfy.args.multi_user = True
+    runtime.register_client_user("c1", "alice")
+    runtime.register_client_user("c2", "bob")
+    comfy.server.PromptServer.instance.client_id = "c2"
+    assert runtime.current_namespace() == "user:bob"
+    comfy.server.PromptServer.instance.client_id = "unknown"
+    assert runtime.current_namespace() == "default"
+
+
+def test_update_settings_lowers_the_live_cap_at_once(comfy):
+    store = runtime.get_store()
+    for i in range(4):
+        store.put(f"k{i}", {"samples": torch.zeros(1024)}, compute_seconds=1.0)
+    runtime.update_settings({"ram_bytes": 6000})
+    assert store.stats()["tiers"]["ram"]["shared"]["bytes"] <= 6000
+    assert runtime.settings_snapshot()["ram_bytes"] == 6000
+
+
+def test_update_settings_rejects_a_bad_value_with_the_key_named(comfy):
+    with pytest.raises(CacheConfigError, match="ttl_minutes"):
+        runtime.update_settings({"ttl_minutes": -1})
+    with pytest.raises(CacheConfigError, match="backend"):
+        runtime.update_settings({"backend": "redis"})
+
+
+def test_disabling_turns_lookups_off(comfy):
+    store = runtime.get_store()
+    store.put("k", {"samples": torch.zeros(4)})
+    runtime.update_settings({"enabled": False})
+    assert store.get("k") is None
+    runtime.update_settings({"enabled": True})
+    assert store.get("k") is not None
+
+
+def test_clear_passthrough_counts_removed_entries(comfy):
+    store = runtime.get_store()
+    store.put("k", {"samples": torch.zeros(4)})
+    store.flush()
+    assert runtime.clear(tier="ram") == 1
+    assert runtime.stats()["tiers"]["disk"]["shared"]["entries"] == 1
