@@ -7,13 +7,11 @@ import logging
 
 WEB_DIRECTORY = "./js"
 
-_log = logging.getLogger("recall")
-
 try:
-    from .nodes import comfy_entrypoint  # noqa: F401  (ComfyUI looks this name up)
-except ImportError as exc:  # comfy_api.latest appeared in ComfyUI 0.3.48; we test from 0.3.64
-    if "comfy_api" not in str(exc):
-        raise
-    _log.error(
+    import comfy_api.latest  # noqa: F401  (the V3 node API, ComfyUI >= 0.3.48; tested from 0.3.64)
+except ImportError as exc:
+    logging.getLogger("recall").error(
         "[Recall] ComfyUI-Recall needs ComfyUI >= 0.3.64 (comfy_api.latest is missing: %s). "
         "Update ComfyUI to load the Recall nodes.", exc)
+else:
+    from .nodes import comfy_entrypoint  # noqa: F401  (ComfyUI looks this name up)

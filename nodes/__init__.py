@@ -2,12 +2,11 @@
 
 Each topic module exports NODES, a list of node classes. A topic that fails to
 import (say an optional dependency is broken) is logged and skipped, so the
-rest of the pack still loads.
+rest of the pack still loads. Nothing here imports ComfyUI at module level, so
+`nodes.lib` stays importable (and testable) without it.
 """
 import importlib
 import logging
-
-from ._api import ComfyExtension, io
 
 _log = logging.getLogger("recall")
 
@@ -20,28 +19,17 @@ NODE_MODULES = (
 )
 
 
-def get_node_list() -> list[type[io.ComfyNode]]:
-    nodes: list[type[io.ComfyNode]] = []
+def get_node_list() -> list:
+    nodes: list = []
     for name in NODE_MODULES:
         try:
             module = importlib.import_module(f".{name}", __name__)
+            nodes.extend(module.NODES)
         except Exception:
             _log.exception("[Recall] the %s nodes failed to import; the other Recall nodes still load", name)
-            continue
-        nodes.extend(module.NODES)
     return nodes
 
 
-class RecallExtension(ComfyExtension):
-    async def on_load(self) -> None:
-        return None
-
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        from . import startup
-        nodes = get_node_list()
-        startup.on_pack_loaded(nodes)
-        return nodes
-
-
-async def comfy_entrypoint() -> RecallExtension:
+async def comfy_entrypoint():
+    from .extension import RecallExtension
     return RecallExtension()

@@ -55,6 +55,8 @@ def enable() -> None:
 def disable() -> None:
     """Restore the original methods; a wrapper someone else stacked on ours is left alone, with a warning."""
     with _lock:
+        if not _saved:
+            return
         for (cls, name), original in list(_saved.items()):
             current = cls.__dict__.get(name)
             if getattr(current, _MARK, False):
@@ -66,6 +68,11 @@ def disable() -> None:
                              "wrapper stays in its chain but no longer caches", cls.__name__, name)
             del _saved[(cls, name)]
     _log.info("[Recall] wrap_core_encoders is off: core encoders run uncached")
+
+
+def sync(wrap: bool) -> None:
+    """Make the wrapping match the setting (start-up, or a settings change)."""
+    enable() if wrap else disable()
 
 
 def _active() -> bool:

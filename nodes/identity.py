@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+
+import torch
 from ..cache.fingerprint import FingerprintMemo, fingerprint_patches, fingerprint_tensors
 from .lib.tensor_tree import tree_digest
 
@@ -55,9 +57,16 @@ def clip_identity(clip) -> str:
     return _combine("clip", clip.cond_stage_model, patcher, {
         "layer_idx": clip.layer_idx,
         "force_cast_weights": bool(getattr(patcher, "force_cast_weights", False)),
-        "object_patches": sorted(getattr(patcher, "object_patches", {}).keys()),
+        "object_patches": {k: _plain(v) for k, v in getattr(patcher, "object_patches", {}).items()},
         "weight_wrappers": sorted(getattr(patcher, "weight_wrapper_patches", {}).keys()),
     })
+
+
+def _plain(value) -> str:
+    """Object patches: simple values (a compute dtype) by value, anything else by its type."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.dtype)):
+        return repr(value)
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def _combine(kind: str, module, patcher, extra: dict) -> str:

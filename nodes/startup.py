@@ -37,12 +37,9 @@ def _apply_opt_in_settings(config) -> None:
 
 
 def _check_node_rules(config) -> None:
-    if not config.node_rules:
-        return
-    import nodes as comfy_nodes
-    from .lib import sensitivity_rules
-    for problem in sensitivity_rules.validate_rules(config.node_rules, comfy_nodes.NODE_CLASS_MAPPINGS):
-        _log.warning("[Recall] config node_rules: %s", problem)
+    # Other packs' classes load after ours, so rules are checked once ComfyUI has started.
+    from . import cache_nodes
+    cache_nodes.schedule_rule_check()
 
 
 def _step(what: str, fn, *args) -> None:

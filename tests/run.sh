@@ -107,13 +107,13 @@ failed=()
 
 rc=0
 # A module that fails to import is reported as an error, without hiding every other test.
-"$venv/bin/python" -m pytest tests --ignore=tests/comfy --continue-on-collection-errors "$@" || rc=$?
+"$venv/bin/python" -m pytest tests --ignore=tests/comfy --continue-on-collection-errors --durations=10 "$@" || rc=$?
 [ "$rc" = 0 ] || failed+=("pytest tests (exit $rc)")
 stage "unit + integration tests"
 
 if [ "$comfy_ready" = 1 ]; then
   rc=0
-  "$COMFYUI_PYTHON" -m pytest tests/comfy --continue-on-collection-errors "$@" || rc=$?
+  "$COMFYUI_PYTHON" -m pytest tests/comfy --continue-on-collection-errors --durations=10 "$@" || rc=$?
   # Exit 5 = no tests collected: fine while tests/comfy is still empty.
   [ "$rc" = 0 ] || [ "$rc" = 5 ] || failed+=("pytest tests/comfy (exit $rc)")
   stage "in-process ComfyUI tests"

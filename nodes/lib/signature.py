@@ -197,7 +197,10 @@ def compute_signature(get_node: Callable[[str], Mapping], link: list, *, rules: 
 
     if not is_link(link):
         raise SignatureError(f"the cached input is not a link (got {link!r})")
-    root = visit(str(link[0]), int(link[1]), "@")
+    try:
+        root = visit(str(link[0]), int(link[1]), "@")
+    except RecursionError:
+        raise SignatureError("the upstream graph is too deep to read") from None
     sig.key = _digest(["recall_cache", 1, root])
     sig.parts.reverse()  # the node feeding the cache first, then upstream
     return sig

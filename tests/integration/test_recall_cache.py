@@ -55,12 +55,16 @@ def test_changed_prompt_rename_and_restart_skip_the_encoder(comfy_server_factory
     assert renamed.ok, renamed.errors
     assert "4" in renamed.executed and not UPSTREAM & set(renamed.executed)
     assert recall_status(renamed) == [("hit", "ram")]
+    print(f"[recall-cache] default mode, image renamed (ComfyUI's key changed): run / first run = "
+          f"{renamed.wall_s:.2f} s / {first.wall_s:.2f} s = {renamed.wall_s / first.wall_s:.3f}")
 
     server.restart()  # disk tier: ComfyUI's caches and Recall's RAM tier are gone
     third = run_prompt(workflow(models, image, "a green boat"), server=server)
     assert third.ok, third.errors
     assert "4" in third.executed and not UPSTREAM & set(third.executed)
     assert recall_status(third) == [("hit", "disk")]
+    print(f"[recall-cache] after a restart (disk hit), changed prompt: run / first run = "
+          f"{third.wall_s:.2f} s / {first.wall_s:.2f} s = {third.wall_s / first.wall_s:.3f}")
 
     changed = run_prompt(workflow(models, image, "a green boat", crop="none"), server=server)
     assert changed.ok, changed.errors

@@ -111,14 +111,14 @@ def test_settings_with_a_malformed_or_empty_body_are_refused(server):
 
 
 def test_a_valid_setting_is_applied_and_read_back(server):
-    original = get(server, "/recall/settings").json()["ram_bytes"]
+    original = get(server, "/recall/settings").json()
     try:
         answer = post(server, "/recall/settings", {"ram_bytes": "3GB", "ttl_minutes": 12})
         assert answer.status_code == 200, answer.text
         assert answer.json()["ram_bytes"] == 3 * GB
         assert get(server, "/recall/settings").json()["ttl_minutes"] == 12
     finally:
-        post(server, "/recall/settings", {"ram_bytes": original, "ttl_minutes": 30})
+        post(server, "/recall/settings", {"ram_bytes": original["ram_bytes"], "ttl_minutes": original["ttl_minutes"]})
 
 
 def test_session_needs_a_well_formed_client_id(server):
