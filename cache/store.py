@@ -141,6 +141,11 @@ class TieredStore:
             pending = list(self._pending)
         for f in pending:
             f.result(timeout)
+        for tier in self.tiers:
+            # a tier may queue writes of its own (Redis writes on its own thread)
+            tier_flush = getattr(tier, "flush", None)
+            if tier_flush is not None:
+                tier_flush(timeout)
 
     # -- writes ----------------------------------------------------------------------
     def put(self, key: str, value, *, namespace: str = "shared", compute_seconds: float = 0.0,
@@ -278,3 +283,7 @@ class TieredStore:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
+        for tier in self.tiers:
+            tier_close = getattr(tier, "close", None)
+            if tier_close is not None:
+                tier_close()

@@ -63,8 +63,11 @@ class Part:
     key: str | None = None
 
 
+_warned: set = set()
+
+
 def _store():
-    """(store, namespace-independent config) or (None, reason) when caching is off or broken."""
+    """(store, None), or (None, reason) when caching is off or the cache cannot be set up."""
     from . import runtime
     try:
         config = runtime.get_config()
@@ -72,7 +75,9 @@ def _store():
             return None, "caching is disabled in the Recall config"
         return runtime.get_store(), None
     except Exception as exc:  # a broken cache must never break a workflow
-        _log.warning("[Recall] cache unavailable, encoding without it: %s", exc)
+        if str(exc) not in _warned:  # once per distinct failure, not once per node run
+            _warned.add(str(exc))
+            _log.warning("[Recall] cache unavailable, encoding without it: %s", exc)
         return None, f"cache unavailable: {exc}"
 
 
@@ -115,6 +120,8 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
         store.delete(key, namespace=namespace)
         outcome = store.get_or_compute(key, produce, **flight)
         value = _unwrap(outcome.value)
+        if value is None:
+            return uncached(compute, "cache entry unreadable")
     if outcome.hit:
         return Part(value, "hit", tier=outcome.tier, saved_s=outcome.saved_seconds, key=key)
     return Part(value, "miss", compute_s=timing.get("s", outcome.compute_seconds),

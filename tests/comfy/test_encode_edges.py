@@ -158,9 +158,10 @@ def test_autowrap_disable_restores_the_exact_original_attributes(recall, sd_vae,
     before = {name: comfy.sd.VAE.__dict__[name] for name in ("encode", "encode_tiled")}
     before["encode_image"] = comfy.clip_vision.ClipVisionModel.__dict__["encode_image"]
     autowrap.enable()
-    autowrap.enable()  # idempotent: one layer of wrapping
+    autowrap.sync(True)  # idempotent: one layer of wrapping
     assert comfy.sd.VAE.__dict__["encode"] is not before["encode"]
-    autowrap.disable()
+    assert comfy.sd.VAE.__dict__["encode"].__wrapped__ is before["encode"]
+    autowrap.sync(False)
     after = {name: comfy.sd.VAE.__dict__[name] for name in ("encode", "encode_tiled")}
     after["encode_image"] = comfy.clip_vision.ClipVisionModel.__dict__["encode_image"]
     assert all(after[name] is before[name] for name in before)

@@ -63,3 +63,31 @@ def test_wan_graph_five_prompts_encode_once(run_prompt, input_image, models):
     assert all("6" in r.executed for r in results)
     assert statuses(results, "6") == ["miss", "hit", "hit", "hit", "hit"]
     assert statuses(results, "4") == ["miss"] * 5  # each new prompt is a new text encoding
+
+
+def img2img_prompt(image_name: str, models: dict, cfg: float) -> dict:
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
+        "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": models["sd15_checkpoint"].name}},
+        "3": {"class_type": "RecallVAEEncode", "inputs": {"pixels": ["1", 0], "vae": ["2", 2]}},
+        "4": {"class_type": "RecallCLIPTextEncode", "inputs": {"text": "a fox", "clip": ["2", 1]}},
+        "5": {"class_type": "RecallCLIPTextEncode", "inputs": {"text": "blurry", "clip": ["2", 1]}},
+        "6": {"class_type": "KSampler",
+              "inputs": {"model": ["2", 0], "seed": 0, "steps": 1, "cfg": cfg, "sampler_name": "euler",
+                         "scheduler": "normal", "positive": ["4", 0], "negative": ["5", 0],
+                         "latent_image": ["3", 0], "denoise": 0.5}},
+        "7": {"class_type": "PreviewAny", "inputs": {"source": ["6", 0]}},
+    }
+
+
+def test_img2img_cfg_change_and_image_a_b_a_encode_each_image_once(run_prompt, input_image, models):
+    a = input_image(name="recall_encode_a.png", width=64, height=64, seed=503)
+    b = input_image(name="recall_encode_b.png", width=64, height=64, seed=504)
+    results = [run_prompt(img2img_prompt(name, models, cfg), timeout_s=600)
+               for name, cfg in ((a, 7.0), (a, 3.0), (b, 3.0), (a, 5.0))]
+    assert all(r.ok for r in results), [r.errors for r in results]
+    assert [e["status"] for e in results[0].node_events("3")] == ["miss"]
+    assert results[1].node_events("3") == [] and "6" in results[1].executed  # cfg: only the sampler re-ran
+    assert [e["status"] for e in results[2].node_events("3")] == ["miss"]  # image B
+    # Back to A: ComfyUI's own cache forgot A (it keeps the last run), Recall did not.
+    assert "3" in results[3].executed and [e["status"] for e in results[3].node_events("3")] == ["hit"]

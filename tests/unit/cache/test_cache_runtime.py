@@ -88,6 +88,8 @@ def test_redis_backend_without_a_usable_tier_warns_and_keeps_local_tiers(comfy, 
     monkeypatch.setenv("RECALL_BACKEND", "redis")
     broken = types.ModuleType("recall_pack.cache.redis_tier")  # a tier module without the factory
     monkeypatch.setitem(sys.modules, "recall_pack.cache.redis_tier", broken)
+    # Once the real module was imported, `from ..cache import redis_tier` reads the package attribute.
+    monkeypatch.setattr(sys.modules["recall_pack.cache"], "redis_tier", broken, raising=False)
     with caplog.at_level(logging.WARNING, logger="recall"):
         store = runtime.get_store()
     assert [t.name for t in store.tiers] == ["ram", "disk"]

@@ -1,0 +1,174 @@
+"""Redis tier latency next to the local tiers (ram, disk), for an SD1.5 and a Wan 2.1 latent.
+
+    python -m bench.bench_redis [--quick] [--url redis://host:port/0]
+
+Run from the repo root with the pack's test venv (torch, redis-py). Without --url it starts
+its own redis-server (127.0.0.1, a free port, a temp folder, persistence off) and stops it.
+Per shape: put and get medians for each tier (a Redis put is the full write: serialize + SET;
+in a workflow it runs on the writer thread), the part of a Redis get spent on the network vs.
+decoding/verifying, and what a lookup costs while Redis is down or hung.
+Prints a table and writes bench/results/redis-<time>.json.
+"""
+import argparse
+import importlib.util
+import json
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHAPES = {"sd15 1x4x64x64": (1, 4, 64, 64), "wan21 1x16x21x60x104": (1, 16, 21, 60, 104)}
+
+
+def _import_cache():
+    # the repo root's __init__.py needs ComfyUI: register the repo as a bare package instead
+    if "recall_pack" not in sys.modules:
+        pkg = types.ModuleType("recall_pack")
+        pkg.__path__ = [str(REPO)]
+        sys.modules["recall_pack"] = pkg
+    import recall_pack.cache.disk as disk
+    import recall_pack.cache.memory as memory
+    import recall_pack.cache.redis_tier as redis_tier
+    import recall_pack.cache.serialize as serialize
+    import recall_pack.cache.tier as tier
+    return types.SimpleNamespace(disk=disk, memory=memory, redis_tier=redis_tier, serialize=serialize, tier=tier)
+
+
+def _redis_server_module():
+    spec = importlib.util.spec_from_file_location("recall_bench_redis_server", REPO / "tests/support/redis_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _progress(what: str) -> None:
+    sys.stderr.write(f"[bench] {what}\n")
+    sys.stderr.flush()
+
+
+def median_ms(fn, repeat: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 3)
+
+
+def bench_shape(c, label, shape, url, workdir, repeat) -> dict:
+    value = {"samples": torch.randn(shape)}
+    meta = c.tier.EntryMeta(1.0, time.time())
+    ram = c.memory.MemoryTier("ram", 2**34)
+    disk = c.disk.DiskTier("disk", Path(workdir) / "disk", 2**34)
+    redis = c.redis_tier.RedisTier(url, background=False, max_value_bytes=2**30, timeout_ms=1000)
+    row = {"shape": label, "mbytes": round(value["samples"].nbytes / 2**20, 2)}
+    n = [0]
+
+    def fresh_put(tier):
+        def put():
+            n[0] += 1
+            assert tier.put("bench", f"k{n[0]}", value, meta=meta)
+        return put
+
+    for name, tier in (("ram", ram), ("disk", disk), ("redis", redis)):
+        row[f"{name}_put_ms"] = median_ms(fresh_put(tier), repeat)
+        tier.put("bench", "hot", value, meta=meta)
+        row[f"{name}_get_ms"] = median_ms(lambda t=tier: t.get("bench", "hot"), repeat)
+    client = redis._client()
+    rkey = c.redis_tier.redis_key("bench", "hot")
+    blob = client.get(rkey)
+    row["redis_get_network_ms"] = median_ms(lambda: client.get(rkey), repeat)
+    row["decode_verify_ms"] = median_ms(lambda: c.serialize.loads(blob), repeat)
+    row["serialize_ms"] = median_ms(lambda: c.serialize.dumps(value, {"k": 1}), repeat)
+    background = c.redis_tier.RedisTier(url, max_value_bytes=2**30, queue_bytes=2**34, queue_entries=10**4)
+    row["redis_put_enqueue_ms"] = median_ms(fresh_put(background), repeat)  # caller's cost with the writer
+    background.flush(timeout=120)
+    for t in (redis, background):
+        t.clear("bench")
+        t.close()
+    return row
+
+
+def bench_outage(c, repeat) -> dict:
+    """A lookup's cost while Redis is refused (nothing listening) and hung (accepts, never answers)."""
+    out = {}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    refused = c.redis_tier.RedisTier(f"redis://127.0.0.1:{port}/0", timeout_ms=50, background=False)
+    start = time.perf_counter()
+    refused.get("bench", "k")
+    out["refused_first_lookup_ms"] = round((time.perf_counter() - start) * 1000, 3)
+    out["breaker_open_lookup_ms"] = median_ms(lambda: refused.get("bench", "k"), repeat, warmup=0)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    hung = c.redis_tier.RedisTier(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout_ms=50,
+                                  background=False)
+    start = time.perf_counter()
+    hung.get("bench", "k")
+    out["hung_first_lookup_ms"] = round((time.perf_counter() - start) * 1000, 3)
+    out["hung_breaker_open_lookup_ms"] = median_ms(lambda: hung.get("bench", "k"), repeat, warmup=0)
+    hung.close()
+    listener.close()
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--url", help="use this Redis instead of starting a redis-server")
+    args = parser.parse_args(argv)
+    c = _import_cache()
+    repeat = 5 if args.quick else 15
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix="recall-bench-redis-") as workdir:
+        server = None
+        url = args.url
+        if url is None:
+            rs = _redis_server_module()
+            if rs.redis_server_binary() is None:
+                _progress("redis-server is not installed (apt-get install -y redis-server) or pass --url")
+                return 2
+            server = rs.RedisServer(Path(workdir) / "redis").start()
+            url = server.url
+        try:
+            rows = []
+            for label, shape in SHAPES.items():
+                _progress(f"{label}")
+                rows.append(bench_shape(c, label, shape, url, workdir, repeat))
+            _progress("outage")
+            outage = bench_outage(c, repeat)
+        finally:
+            if server is not None:
+                server.stop()
+    cols = ["shape", "mbytes", "ram_put_ms", "ram_get_ms", "disk_put_ms", "disk_get_ms", "redis_put_ms",
+            "redis_get_ms", "redis_get_network_ms", "decode_verify_ms", "serialize_ms", "redis_put_enqueue_ms"]
+    print(" | ".join(cols))
+    for r in rows:
+        print(" | ".join(str(r[k]) for k in cols))
+    for k, v in outage.items():
+        print(f"{k}: {v}")
+    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
+              "python": platform.python_version(), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "redis": "own redis-server" if args.url is None else "--url",
+              "rows": rows, "outage": outage}
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"redis-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+    path.write_text(json.dumps(result, indent=2))
+    _progress(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,506 @@
+"""The shared tier: Redis, so several ComfyUI workers behind one queue share encodings.
+
+Keys are `recall:<namespace>:<key>`; values are serialize.dumps() bytes (the disk
+tier's format: safetensors + JSON metadata + checksum, never pickle) and expire
+through Redis TTLs (SET ... PX). A read is verified by serialize.loads() and by
+the namespace/key recorded inside the value, so a tampered, truncated or
+misplaced value is a miss and is deleted.
+
+Redis must never slow a workflow down or break it:
+- every socket operation has a short timeout (redis_timeout_ms) and redis-py's
+  own retries are off, so a down or hung server costs at most one timeout;
+- after a failure a circuit breaker skips Redis for a back-off period (doubling
+  up to a cap) and then probes again, so an outage costs one timeout per
+  back-off, not one per lookup; the first failure warns once and emits
+  "backend_down", the first success after it "backend_up" (Tier helpers);
+- writes go through a bounded queue to one writer thread; a full queue drops
+  the write with a counted warning; a full Redis (OOM) skips the write with a
+  warning and keeps reads working.
+redis-py is imported only when the tier first talks to Redis, so the pack loads
+without it.
+"""
+import atexit
+import logging
+import queue
+import threading
+import time
+import weakref
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from . import serialize
+from .errors import CacheBackendError, CacheConfigError, CorruptEntry, UnstorableValue
+from .tier import Entry, EntryMeta, Tier
+
+_log = logging.getLogger("recall.cache")
+PREFIX = "recall"
+_GLOB_SPECIAL = "*?[]\\"
+
+
+def redis_key(namespace: str, key: str) -> str:
+    # ':' and '%' in a namespace are escaped so "a:b" can never collide with namespace "a", key "b:..."
+    ns = namespace.replace("%", "%25").replace(":", "%3A")
+    return f"{PREFIX}:{ns}:{key}"
+
+
+def _namespace_of(rkey: str) -> str | None:
+    parts = rkey.split(":", 2)
+    if len(parts) != 3 or parts[0] != PREFIX:
+        return None
+    return parts[1].replace("%3A", ":").replace("%25", "%")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparsable redis url>"
+
+
+def _meta_doc(namespace: str, key: str, meta: EntryMeta) -> dict:
+    return {"namespace": namespace, "key": key, "compute_seconds": meta.compute_seconds,
+            "created": meta.created, "label": meta.label, "pinned": meta.pinned,
+            "ttl_seconds": meta.ttl_seconds}
+
+
+def _entry_meta(doc: dict) -> EntryMeta:
+    try:
+        ttl = doc.get("ttl_seconds")
+        return EntryMeta(float(doc["compute_seconds"]), float(doc["created"]), str(doc.get("label", "")),
+                         bool(doc.get("pinned", False)), None if ttl is None else float(ttl))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptEntry(f"entry metadata is incomplete: {exc}") from exc
+
+
+def default_client_factory(url: str, timeout_s: float, *, read_timeout_s: float | None = None):
+    """A redis-py client with bounded timeouts and no retries (the breaker decides when to retry)."""
+    import inspect
+
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # no CLIENT SETINFO round trips on connect (the argument's name changed in redis-py 7)
+    base = getattr(redis.connection, "AbstractConnection", redis.connection.Connection)
+    params = inspect.signature(base.__init__).parameters
+    quiet = {"driver_info": None} if "driver_info" in params else (
+        {"lib_name": None, "lib_version": None} if "lib_name" in params else {})
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=read_timeout_s if read_timeout_s is not None else timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_error=[],
+        health_check_interval=0,
+        **quiet,
+    )
+
+
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean 'Redis is unreachable or broken' (open the breaker)."""
+    import redis
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+_live_tiers: "weakref.WeakSet[RedisTier]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # a short-lived worker must not lose the writes it queued just before exiting
+    for tier in list(_live_tiers):
+        tier.flush(timeout=2.0)
+
+
+class RedisTier(Tier):
+    persistent = True
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, name: str = "redis",
+                 max_value_bytes: int = 64 * 2**20, timeout_ms: int = 50,
+                 ttl_seconds: float | None = None, write_timeout_s: float = 5.0,
+                 backoff_seconds: float = 2.0, max_backoff_seconds: float = 60.0,
+                 queue_entries: int = 32, queue_bytes: int = 256 * 2**20,
+                 background: bool = True, usage_cache_seconds: float = 30.0,
+                 usage_max_keys: int = 100_000,
+                 client_factory: Callable[..., Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__(name, clock=clock)
+        self.url = url
+        self.max_value_bytes = int(max_value_bytes)
+        self.timeout_s = max(1, int(timeout_ms)) / 1000.0
+        self.write_timeout_s = max(self.timeout_s, float(write_timeout_s))
+        self.ttl_seconds = ttl_seconds if ttl_seconds else None
+        self.backoff_seconds = float(backoff_seconds)
+        self.max_backoff_seconds = float(max_backoff_seconds)
+        self._factory = client_factory or default_client_factory
+        self._reader = None   # clients are made on first use: never connect in the constructor
+        self._writer_client = None
+        self._errors: tuple | None = None
+        # the breaker
+        self._retry_at = 0.0
+        self._backoff = self.backoff_seconds
+        # the write queue
+        self._background = background
+        self._queue: "queue.Queue[tuple | None]" = queue.Queue(maxsize=max(1, int(queue_entries)))
+        self._queue_bytes = int(queue_bytes)
+        self._queued_bytes = 0
+        self._thread: threading.Thread | None = None
+        self._congested = False
+        self.dropped_writes = 0   # queue full
+        self.skipped_writes = 0   # Redis refused (full, read-only) or was down
+        self._full = False
+        # usage (entries/bytes per namespace) comes from a bounded SCAN, cached
+        self.usage_cache_seconds = usage_cache_seconds
+        self.usage_max_keys = usage_max_keys
+        self._usage: dict[str, tuple[int, int]] = {}
+        self._usage_at: float | None = None
+        _live_tiers.add(self)
+
+    def describe(self) -> str:
+        return f"{self.name} at {redact(self.url)}"
+
+    # -- connection and breaker --------------------------------------------------------
+    def _client(self, writer: bool = False):
+        with self._lock:
+            if self._errors is None:
+                self._errors = _backend_errors()
+            if writer:
+                if self._writer_client is None:
+                    # a separate connection with a longer read timeout: a big value on a slow link is
+                    # not an outage, and the writer never holds up a lookup
+                    self._writer_client = self._factory(self.url, self.timeout_s,
+                                                        read_timeout_s=self.write_timeout_s)
+                return self._writer_client
+            if self._reader is None:
+                self._reader = self._factory(self.url, self.timeout_s)
+            return self._reader
+
+    def _allowed(self) -> bool:
+        """False while the breaker is open; one caller at a time probes after the back-off."""
+        with self._lock:
+            if not self.is_down:
+                return True
+            now = self.clock()
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + self._backoff  # others skip while this probe runs
+            return True
+
+    def _failed(self, action: str, exc: BaseException) -> None:
+        with self._lock:
+            if self.is_down:
+                self._backoff = min(self._backoff * 2, self.max_backoff_seconds)
+            else:
+                self._backoff = self.backoff_seconds
+            self._retry_at = self.clock() + self._backoff
+        self.report_failure(action, exc)
+
+    def _succeeded(self) -> None:
+        if self.is_down:
+            with self._lock:
+                self._backoff = self.backoff_seconds
+            self.report_ok()
+
+    def _call(self, action: str, fn: Callable[[Any], Any], *, writer: bool = False, default=None):
+        """Run fn(client) guarded by the breaker; a backend error becomes `default` (never raised)."""
+        if not self._allowed():
+            return default
+        try:
+            client = self._client(writer)
+            result = fn(client)
+        except Exception as exc:
+            if self._errors is not None and isinstance(exc, self._errors):
+                self._failed(action, exc)
+                return default
+            if isinstance(exc, ImportError):
+                self._failed(action, CacheBackendError(f"redis-py is not installed ({exc})"))
+                return default
+            self._succeeded()  # Redis answered (with an error reply such as OOM or WRONGTYPE): it is up
+            raise
+        self._succeeded()
+        return result
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, namespace: str, key: str) -> Entry | None:
+        rkey = redis_key(namespace, key)
+        try:
+            data = self._call("read", lambda c: c.get(rkey))
+        except Exception as exc:  # e.g. WRONGTYPE: a foreign value under our key
+            data = exc
+        if data is None:
+            self.record_miss(namespace)
+            return None
+        try:
+            if not isinstance(data, (bytes, bytearray, memoryview)):  # an error reply, or decoded text
+                raise CorruptEntry(f"Redis answered {data!r:.200}")
+            value, doc = serialize.loads(data)
+            if doc.get("namespace") != namespace or doc.get("key") != key:
+                raise CorruptEntry("value belongs to another key or namespace")
+            meta = _entry_meta(doc)
+        except CorruptEntry as exc:
+            try:
+                self._call("delete a damaged value", lambda c: c.delete(rkey))
+            except Exception as err:  # an error reply to DEL: the value stays, still a miss
+                _log.debug("could not delete %s: %s", rkey, err)
+            self.warn_once("corrupt", f"[Recall] cache: removed damaged Redis value {rkey} ({exc}); it counts "
+                                      "as a miss. Further damaged values are logged at debug level.")
+            self.record_miss(namespace)
+            return None
+        self.record_hit(namespace, meta.compute_seconds)
+        return Entry(value, meta)
+
+    # -- writes --------------------------------------------------------------------------
+    def _ttl_ms(self, meta: EntryMeta) -> int | None:
+        ttls = [t for t in (self.ttl_seconds, meta.ttl_seconds) if t]
+        return max(1, int(min(ttls) * 1000)) if ttls else None
+
+    def _refuse_oversize(self, size: int) -> bool:
+        self.warn_once("oversize", f"[Recall] cache: a value of {size} bytes exceeds redis_max_value_bytes="
+                                   f"{self.max_value_bytes} and is not shared through Redis (it stays in the "
+                                   "local tiers). Raise redis_max_value_bytes to share such values.")
+        return False
+
+    def put(self, namespace: str, key: str, value, *, meta: EntryMeta) -> bool:
+        """Serialize and queue a write; False when refused (oversize, unstorable, Redis down, queue full)."""
+        try:  # cheap pre-check on the tensor bytes (views count their own bytes): skip serializing
+            tensors, _ = serialize.flatten(value)
+        except UnstorableValue as exc:
+            _log.debug("value for %s is not stored in Redis: %s", key, exc)
+            return False
+        payload = sum(t.numel() * t.element_size() for t in tensors.values())
+        if payload > self.max_value_bytes:
+            return self._refuse_oversize(payload)
+        with self._lock:
+            if self.is_down and self.clock() < self._retry_at:
+                self.skipped_writes += 1
+                return False
+        try:
+            data = serialize.dumps(value, _meta_doc(namespace, key, meta))
+        except UnstorableValue as exc:
+            _log.debug("value for %s is not stored in Redis: %s", key, exc)
+            return False
+        if len(data) > self.max_value_bytes:
+            return self._refuse_oversize(len(data))
+        job = (redis_key(namespace, key), data, self._ttl_ms(meta))
+        if not self._background:
+            return self._write(job)
+        return self._enqueue(job)
+
+    def _enqueue(self, job: tuple) -> bool:
+        size = len(job[1])
+        with self._lock:
+            room = self._queued_bytes + size <= self._queue_bytes
+            if room:
+                try:
+                    self._queue.put_nowait(job)
+                    self._queued_bytes += size
+                except queue.Full:
+                    room = False
+            if not room:
+                self.dropped_writes += 1
+                first, self._congested = not self._congested, True
+            else:
+                self._start_writer()
+        if not room:
+            (_log.warning if first else _log.debug)(
+                "[Recall] cache: the Redis write queue is full (Redis is slower than the workflow); dropped "
+                "%d write(s) so far. Those values stay in the local tiers.", self.dropped_writes)
+        return room
+
+    def _start_writer(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._drain, name="recall-redis-write", daemon=True)
+            self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                self._write(job)
+            except Exception:  # the writer thread must survive anything
+                _log.debug("Redis write failed", exc_info=True)
+            finally:
+                with self._lock:
+                    if job is not None:
+                        self._queued_bytes -= len(job[1])
+                    if self._queue.unfinished_tasks <= 1:
+                        self._congested = False
+                self._queue.task_done()
+
+    def _write(self, job: tuple) -> bool:
+        rkey, data, ttl_ms = job
+        try:
+            ok = self._call("write", lambda c: c.set(rkey, data, px=ttl_ms), writer=True, default=None)
+        except Exception as exc:  # a refusal: OOM (maxmemory reached with noeviction), READONLY replica, ...
+            self.skipped_writes += 1
+            full = "OOM" in str(exc) or type(exc).__name__ == "OutOfMemoryError"
+            if full:
+                with self._lock:
+                    first, self._full = not self._full, True
+                (_log.warning if first else _log.debug)(
+                    "[Recall] cache: Redis is full (%s); skipped %d write(s). Reads still work. Set "
+                    "maxmemory-policy allkeys-lru (or volatile-lru) on the Redis server so it evicts old "
+                    "entries instead of refusing writes.", exc, self.skipped_writes)
+            else:
+                self.warn_once("refused", f"[Recall] cache: Redis refused a write ({exc}); the value stays in "
+                                          "the local tiers.")
+            return False
+        if ok is None:
+            self.skipped_writes += 1
+            return False
+        self._full = False
+        with self._lock:
+            self._usage_at = None  # the next stats() rescans
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until queued writes are done (tests, benchmarks, exit); True when the queue drained."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if self._thread is None or not self._thread.is_alive():
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            with self._queue.all_tasks_done:
+                self._queue.all_tasks_done.wait(0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic())))
+        return True
+
+    def close(self) -> None:
+        """Finish queued writes, stop the writer, drop the connections."""
+        self.flush(timeout=self.write_timeout_s)
+        if self._thread is not None and self._thread.is_alive():
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                pass
+        for client in (self._reader, self._writer_client):
+            try:
+                if client is not None:
+                    client.close()
+            except Exception:
+                pass
+        self._reader = self._writer_client = None
+
+    # -- management ------------------------------------------------------------------------
+    def delete(self, namespace: str, key: str) -> bool:
+        rkey = redis_key(namespace, key)
+        return bool(self._call("delete", lambda c: c.delete(rkey), default=0))
+
+    def _scan(self, client, pattern: str, limit: int | None = None) -> list[str]:
+        found = []
+        for k in client.scan_iter(match=pattern, count=1000):
+            found.append(k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k)
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+    def _pattern(self, namespace: str | None) -> str:
+        if namespace is None:
+            return f"{PREFIX}:*"
+        return _glob_escape(redis_key(namespace, "")) + "*"
+
+    def clear(self, namespace: str | None = None) -> int:
+        """Remove this pack's keys (never FLUSHDB: the Redis may hold other data)."""
+        def run(c):
+            doomed = self._scan(c, self._pattern(namespace))
+            removed = 0
+            for i in range(0, len(doomed), 500):
+                removed += c.unlink(*doomed[i:i + 500])  # freed in the background by Redis
+            return removed
+        with self._lock:
+            self._usage_at = None
+        return int(self._call("clear", run, default=0) or 0)
+
+    def keys(self, namespace: str) -> list[str]:
+        """This namespace's keys, least idle first where Redis reports idle times (LRU policies)."""
+        prefix = redis_key(namespace, "")
+
+        def run(c):
+            found = self._scan(c, self._pattern(namespace), self.usage_max_keys)
+            try:
+                pipe = c.pipeline(transaction=False)
+                for k in found:
+                    pipe.object("idletime", k)
+                idle = pipe.execute(raise_on_error=False)
+                order = sorted(range(len(found)),
+                               key=lambda i: idle[i] if isinstance(idle[i], int) else float("inf"))
+                found = [found[i] for i in order]
+            except Exception as exc:  # OBJECT IDLETIME is unavailable under LFU policies
+                if self._errors is not None and isinstance(exc, self._errors):
+                    raise
+            return [k[len(prefix):] for k in found]
+        return self._call("list keys", run, default=[]) or []
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """{namespace: (entries, bytes)} from a SCAN + STRLEN of this pack's keys (at most
+        usage_max_keys), cached for usage_cache_seconds so the UI's polling stays cheap."""
+        with self._lock:
+            if self._usage_at is not None and self.clock() - self._usage_at < self.usage_cache_seconds:
+                return dict(self._usage)
+
+        def run(c):
+            found = self._scan(c, self._pattern(None), self.usage_max_keys)
+            pipe = c.pipeline(transaction=False)
+            for k in found:
+                pipe.strlen(k)
+            sizes = pipe.execute(raise_on_error=False) if found else []
+            out: dict[str, list[int]] = {}
+            for k, size in zip(found, sizes):
+                ns = _namespace_of(k)
+                if ns is None or not isinstance(size, int) or size == 0:
+                    continue  # expired between SCAN and STRLEN
+                acc = out.setdefault(ns, [0, 0])
+                acc[0] += 1
+                acc[1] += size
+            return {ns: (a[0], a[1]) for ns, a in out.items()}
+
+        result = self._call("report statistics", run, default=None)
+        with self._lock:
+            if result is not None:
+                self._usage, self._usage_at = result, self.clock()
+            return dict(self._usage)
+
+    def server_stats(self) -> dict:
+        """Server-wide numbers Redis keeps itself (evictions and expiries are not per namespace)."""
+        def run(c):
+            mem, st = c.info("memory"), c.info("stats")
+            return {"used_memory": mem.get("used_memory"), "maxmemory": mem.get("maxmemory"),
+                    "maxmemory_policy": mem.get("maxmemory_policy"),
+                    "evicted_keys": st.get("evicted_keys"), "expired_keys": st.get("expired_keys")}
+        return self._call("report statistics", run, default={}) or {}
+
+    def configure(self, *, max_bytes=None, max_entries=None, ttl_seconds=None) -> None:
+        """Only the TTL of new writes applies: Redis's maxmemory bounds the bytes, not this worker."""
+        if ttl_seconds is not None:
+            self.ttl_seconds = ttl_seconds or None
+        if max_bytes is not None or max_entries is not None:
+            _log.debug("tier %s: byte/entry caps are Redis's maxmemory setting; ignored", self.name)
+
+
+def build_redis_tier(config) -> RedisTier:
+    """The shared tier a CacheConfig asks for. Checks redis-py and the URL; does not connect."""
+    try:
+        import redis
+    except ImportError as exc:
+        raise CacheBackendError("[Recall] config: backend=redis needs the redis package "
+                                f"({exc}). Install it: pip install redis") from exc
+    try:
+        redis.connection.ConnectionPool.from_url(config.redis_url)  # parses only, no connection
+    except ValueError as exc:
+        raise CacheConfigError(f"[Recall] config: redis_url={redact(config.redis_url)!r} is malformed ({exc}) "
+                               "(expected redis://host:port/db). Fix redis_url.") from exc
+    ttl = config.disk_ttl_hours * 3600 if config.disk_ttl_hours else None
+    return RedisTier(config.redis_url, max_value_bytes=config.redis_max_value_bytes,
+                     timeout_ms=config.redis_timeout_ms, ttl_seconds=ttl)
