@@ -5,16 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-try:
-    from recall_pack.nodes.lib import lcm_schedule
-except ImportError:  # nodes/__init__.py imports comfy_api; the lib file itself is ComfyUI-free
-    import importlib.util
-    import sys
-    _spec = importlib.util.spec_from_file_location(
-        "recall_lcm_schedule", Path(__file__).resolve().parents[2] / "nodes" / "lib" / "lcm_schedule.py")
-    lcm_schedule = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = lcm_schedule
-    _spec.loader.exec_module(lcm_schedule)
+from recall_pack.nodes.lib import lcm_schedule
 
 diffusers = pytest.importorskip("diffusers")
 

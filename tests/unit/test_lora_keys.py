@@ -1,22 +1,12 @@
 """LoRA key formats map to the kohya names ComfyUI applies; base models are told apart; bad files name themselves."""
-import importlib.util
-import sys
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from support import lora_files
 
-try:
-    from recall_pack.nodes.lib import lora_keys
-except ImportError:  # nodes/__init__.py imports comfy_api; the lib file itself is ComfyUI-free
-    _spec = importlib.util.spec_from_file_location(
-        "recall_lora_keys", Path(__file__).resolve().parents[2] / "nodes" / "lib" / "lora_keys.py")
-    lora_keys = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = lora_keys
-    _spec.loader.exec_module(lora_keys)
+from recall_pack.nodes.lib import lora_keys
 
 SMALL = lora_files.sd15_targets(model_channels=32)
 

@@ -1,26 +1,8 @@
 """Sensitivity rules as data: built-in rules load, user rules are checked and bad ones reported."""
-import importlib
-import sys
-import types
-from pathlib import Path
 
 import pytest
 
-LIB = Path(__file__).resolve().parents[2] / "nodes" / "lib"
-
-
-def _lib(name):
-    try:
-        return importlib.import_module(f"recall_pack.nodes.lib.{name}")
-    except ImportError:  # nodes/__init__.py needs comfy_api; nodes/lib itself is ComfyUI-free
-        if "recall_nodes_lib" not in sys.modules:
-            package = types.ModuleType("recall_nodes_lib")
-            package.__path__ = [str(LIB)]
-            sys.modules["recall_nodes_lib"] = package
-        return importlib.import_module(f"recall_nodes_lib.{name}")
-
-
-rules = _lib("sensitivity_rules")
+from recall_pack.nodes.lib import sensitivity_rules as rules
 
 
 class FakeVideoNode:

@@ -6,33 +6,17 @@ node ids and titles do not matter, randomize seeds and non-idempotent nodes are 
 reused unless allowed, and a miss names the node and parameter that changed.
 """
 import copy
-import importlib
 import json
 import os
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
+from recall_pack.nodes.lib import file_digest as file_digest_mod
+from recall_pack.nodes.lib import sensitivity_rules as rules_mod
+from recall_pack.nodes.lib import signature
+
 DATA = Path(__file__).resolve().parent / "data" / "prompts"
-LIB = Path(__file__).resolve().parents[2] / "nodes" / "lib"
-
-
-def _lib(name):
-    try:
-        return importlib.import_module(f"recall_pack.nodes.lib.{name}")
-    except ImportError:  # nodes/__init__.py needs comfy_api; nodes/lib itself is ComfyUI-free
-        if "recall_nodes_lib" not in sys.modules:
-            package = types.ModuleType("recall_nodes_lib")
-            package.__path__ = [str(LIB)]
-            sys.modules["recall_nodes_lib"] = package
-        return importlib.import_module(f"recall_nodes_lib.{name}")
-
-
-signature = _lib("signature")
-rules_mod = _lib("sensitivity_rules")
-file_digest_mod = _lib("file_digest")
 NodeFacts = signature.NodeFacts
 RULES, _ = rules_mod.build_ruleset()
 
