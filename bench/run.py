@@ -3,11 +3,12 @@
     python -m bench                      # sets up / starts ComfyUI itself, random-weight models
     python -m bench --url http://127.0.0.1:8188 --clip-vision clip_vision_h.safetensors ...
 
-Per scenario (svd, wan) and arm (core, recall), on one server:
+Per scenario (svd, wan) and arm (core, recall), on one server, after one untimed warm-up run
+that loads the models (on another image):
   same image  N runs of image A, each with a changed frame count (svd) / prompt (wan)
   alternate   images C, D, C, D (new to both arms)
-  restart     the server is restarted (RAM empty, the disk tier kept) and image A runs once more
-              (only when the benchmark started the server itself)
+  restart     the server is restarted (RAM empty, the disk tier kept) and image A runs once more,
+              one restart per arm (only when the benchmark started the server itself)
 Per run: wall time (post to the end of the prompt), encode time (seconds between the
 "executing" message of each encode-bearing node and the next message of the run), Recall's
 hits / misses (its "recall.node" events), and the server's peak RSS during the run (VmHWM,
@@ -25,11 +26,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from support import comfy_env  # noqa: E402
-from support.comfy_client import ComfyClient, write_input_image  # noqa: E402
-from support.comfy_server import prepare_base_dir, start_server  # noqa: E402
+from support import comfy_env
+from support.comfy_client import write_input_image
+from support.comfy_server import prepare_base_dir, start_server
+from support.make_models import MODELS as STANDIN_FILES
+from support.workflow_convert import combo_choices
 
-from . import graphs, report, server_stats  # noqa: E402
+from . import graphs, report, server_stats
 
 DISTRIBUTED = {"svd_checkpoint": ("ImageOnlyCheckpointLoader", "ckpt_name", ("svd_xt.safetensors", "svd.safetensors")),
                "clip_vision": ("CLIPVisionLoader", "clip_name", ("clip_vision_h.safetensors",)),
@@ -37,6 +40,7 @@ DISTRIBUTED = {"svd_checkpoint": ("ImageOnlyCheckpointLoader", "ckpt_name", ("sv
                "text_encoder": ("CLIPLoader", "clip_name", ("umt5_xxl_fp8_e4m3fn_scaled.safetensors",))}
 FOLDERS = {"svd_checkpoint": "checkpoints", "checkpoint": "checkpoints", "clip_vision": "clip_vision",
            "svd_vae": "vae", "wan_vae": "vae", "text_encoder": "text_encoders"}
+OPTION = {"svd_vae": "--vae"}
 STANDINS = {"clip_vision": "clip_vision", "svd_vae": "sd15_vae", "wan_vae": "wan21_vae", "checkpoint": "sd15_checkpoint"}
 
 
@@ -115,8 +119,9 @@ class Target:
 
 def choose_models(args, object_info: dict) -> graphs.Models:
     """The user's files where named or present under their distributed names, stand-ins otherwise."""
-    listed = lambda node, field: set((object_info.get(node, {}).get("input", {}).get("required", {})  # noqa: E731
-                                      .get(field) or [[]])[0] or [])
+    def listed(node, field):
+        spec = object_info.get(node, {}).get("input", {}).get("required", {}).get(field)
+        return set(combo_choices(spec)) if spec else set()
     chosen, standin = {}, []
     for key in FOLDERS:
         value = getattr(args, key)
@@ -127,13 +132,21 @@ def choose_models(args, object_info: dict) -> graphs.Models:
             found = [n for n in names if n in listed(node, field)]
             if found:
                 chosen[key] = found[0]
-    stand_names = {k: comfy_env.MODELS_NAMES[v] for k, v in STANDINS.items()}
+    stand_names = {k: STANDIN_FILES[v][1] for k, v in STANDINS.items()}
     for key, name in stand_names.items():
         needed = key not in chosen and not (key == "svd_vae" and "svd_checkpoint" in chosen) \
             and not (key == "checkpoint" and "text_encoder" in chosen)
         if needed:
-            chosen[key], _ = name, standin.append(key)
+            if name not in listed(*_LISTS[FOLDERS[key]]):
+                raise SystemExit(f"[bench] no model for {key}: name one with {OPTION.get(key, '--' + key.replace('_', '-'))} "
+                                 f"(the server has no random-weight stand-in {name})")
+            chosen[key] = name
+            standin.append(key)
     return graphs.Models(**chosen, standin=tuple(standin))
+
+
+_LISTS = {"checkpoints": ("CheckpointLoaderSimple", "ckpt_name"), "clip_vision": ("CLIPVisionLoader", "clip_name"),
+          "vae": ("VAELoader", "vae_name"), "text_encoders": ("CLIPLoader", "clip_name")}
 
 
 def timed_run(client, graph: dict, pid, scenario: str) -> dict:
@@ -169,7 +182,7 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     target = Target(args)
-    rows = []
+    rows, warmup = [], []
     try:
         url = target.start()
         client = server_stats.TimedClient(url)
@@ -180,6 +193,7 @@ def main(argv=None) -> int:
                 f"model quality (name real files with --clip-vision, --vae, --wan-vae, ...)")
         images = upload_images(client, args, target)
         total = len(scenarios) * 2 * (args.runs + 4)
+        warmup = warm_up(client, scenarios, models, images, args)
         for scenario in scenarios:
             for arm in ("core", "recall"):
                 for phase, label, index in plan(args.runs):
@@ -190,9 +204,10 @@ def main(argv=None) -> int:
                     say(f"{len(rows)}/{total} {scenario} {arm:6} {phase} {label} {change}: wall {row['wall_s']:.2f} s, "
                         f"encode {row['encode_s']:.2f} s, hits {row['hits']}/{row['hits'] + row['misses']}")
         if target.server and not args.no_restart:
-            client = server_stats.TimedClient(target.restart())
-            for scenario in scenarios:
-                for arm in ("core", "recall"):
+            # One restart per arm, so each arm's first run after it pays its own model loading.
+            for arm in ("core", "recall"):
+                client = server_stats.TimedClient(target.restart())
+                for scenario in scenarios:
                     index = args.runs + 4
                     graph, change = graph_for(scenario, arm, models, images[(scenario, "A")], args, index)
                     row = {"scenario": scenario, "arm": arm, "phase": "restart", "run": index + 1, "image_label": "A",
@@ -205,7 +220,7 @@ def main(argv=None) -> int:
     finally:
         target.stop()
     print("\n" + report.summary_table(rows) + "\n\n" + report.run_table(rows) + "\n")
-    meta = {"comfyui": str(target.install) if target.install else args.url, "args": {k: str(v) for k, v in
+    meta = {"warmup": warmup, "comfyui": str(target.install) if target.install else args.url, "args": {k: str(v) for k, v in
             vars(args).items()}, "models": vars(models), "encode_nodes": graphs.ENCODE_NODES}
     path = report.write_json(args.out, {"meta": meta, "runs": rows})
     print(f"results: {path}")
@@ -218,8 +233,22 @@ def upload_images(client, args, target) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for s_index, scenario in enumerate(("svd", "wan")):
             size = args.width if scenario == "svd" else args.wan_size
-            for l_index, label in enumerate("ACD"):
+            for l_index, label in enumerate("ACDW"):
                 name = write_input_image(Path(tmp), f"recall_bench_{scenario}_{label}.png", size, size,
                                          seed=9000 + 10 * s_index + l_index + int(time.time()) % 1000 * 100)
                 images[(scenario, label)] = client.upload_image(Path(tmp) / name)
     return images
+
+
+def warm_up(client, scenarios, models, images, args) -> list:
+    """One untimed core run per scenario on its own image (W): models get loaded before either arm's
+    run 1, so run 1 compares encoding, not file loading. ComfyUI keeps the loader nodes for both arms."""
+    out = []
+    for scenario in scenarios:
+        graph, _ = graph_for(scenario, "core", models, images[(scenario, "W")], args, 0)
+        result = client.run_prompt(graph, timeout_s=1800)
+        if not result.ok:
+            raise SystemExit(f"[bench] the {scenario} warm-up run failed: {result.errors}")
+        out.append({"scenario": scenario, "wall_s": result.wall_s})
+        say(f"warm-up {scenario} (loads the models, not in the table): {result.wall_s:.2f} s")
+    return out

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from support import lora_files
 from support.comfy_client import write_input_image
 from support.workflow_convert import to_api

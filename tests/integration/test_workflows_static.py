@@ -9,9 +9,15 @@ import json
 from pathlib import Path
 
 import pytest
-
 from support import pack_nodes
-from support.workflow_convert import FRONTEND_ONLY, combo_choices, input_specs, input_type, spec_options, widget_values
+from support.workflow_convert import (
+    FRONTEND_ONLY,
+    combo_choices,
+    input_specs,
+    input_type,
+    spec_options,
+    widget_values,
+)
 
 WORKFLOWS = sorted((Path(__file__).resolve().parent.parent.parent / "workflows").glob("*.json"))
 FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".png", ".jpg", ".webp")
@@ -97,3 +103,9 @@ def test_every_widget_value_is_accepted(graph, object_info):
             if why:
                 problems.append(f"{node['type']} #{node['id']}: {why}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_template_browser_lists_every_workflow(comfy_client, comfy_server):
+    # ComfyUI serves a pack's workflows/ folder as templates (/workflow_templates, keyed by folder name).
+    listed = comfy_client.get("/workflow_templates").get(comfy_server.pack_dir.name, [])
+    assert sorted(listed) == sorted(path.stem for path in WORKFLOWS)

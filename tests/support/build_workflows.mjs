@@ -261,6 +261,11 @@ try {
     .catch(() => {});
   await page.waitForTimeout(1000);
   await page.evaluate(hideMinimap);
+  // Whatever dialog the page opened with (templates, what's new) would cover the previews.
+  for (let i = 0; i < 3 && await page.locator(".p-dialog-mask").count(); i++) {
+    await page.keyboard.press("Escape");
+    await page.waitForTimeout(300);
+  }
   const written = [];
   for (const [name, spec] of Object.entries(SPECS)) {
     if (opt.only && opt.only !== name) continue;

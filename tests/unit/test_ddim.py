@@ -2,34 +2,15 @@
 
 Run in the CPU venv with diffusers installed; skipped without diffusers for the reference tests.
 """
-import importlib
 import math
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
 
+from recall_pack.nodes.lib import ddim, ddim_schedule
+
 LIB_DIR = Path(__file__).resolve().parents[2] / "nodes" / "lib"
-
-
-def load_lib():
-    """(ddim, ddim_schedule).  recall_pack.nodes runs nodes/__init__.py, which imports comfy_api; the lib
-    itself needs no ComfyUI, so without comfy_api it is loaded as its own package."""
-    try:
-        from recall_pack.nodes.lib import ddim, ddim_schedule
-        return ddim, ddim_schedule
-    except ImportError:
-        name = "recall_ddim_lib"
-        if name not in sys.modules:
-            package = types.ModuleType(name)
-            package.__path__ = [str(LIB_DIR)]
-            sys.modules[name] = package
-        return importlib.import_module(f"{name}.ddim"), importlib.import_module(f"{name}.ddim_schedule")
-
-
-ddim, ddim_schedule = load_lib()
 
 SHAPE = (2, 4, 6, 6)
 PATTERN = torch.linspace(-1.0, 1.0, math.prod(SHAPE), dtype=torch.float32).reshape(SHAPE)
