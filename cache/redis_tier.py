@@ -21,8 +21,6 @@ without it.
 """
 import atexit
 import logging
-import queue
-import threading
 import time
 import weakref
 from typing import Any, Callable
@@ -31,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from . import serialize
 from .errors import CacheBackendError, CacheConfigError, CorruptEntry, UnstorableValue
 from .tier import Entry, EntryMeta, Tier
+from .write_queue import BoundedWriteQueue
 
 _log = logging.getLogger("recall.cache")
 PREFIX = "recall"
@@ -151,10 +150,8 @@ class RedisTier(Tier):
         self._backoff = self.backoff_seconds
         # the write queue
         self._background = background
-        self._queue: "queue.Queue[tuple | None]" = queue.Queue(maxsize=max(1, int(queue_entries)))
-        self._queue_bytes = int(queue_bytes)
-        self._queued_bytes = 0
-        self._thread: threading.Thread | None = None
+        self._writes = BoundedWriteQueue(self._write, name="recall-redis-write",
+                                         max_entries=queue_entries, max_bytes=queue_bytes)
         self._congested = False
         self.dropped_writes = 0   # queue full
         self.skipped_writes = 0   # Redis refused (full, read-only) or was down
@@ -297,47 +294,18 @@ class RedisTier(Tier):
         return self._enqueue(job)
 
     def _enqueue(self, job: tuple) -> bool:
-        size = len(job[1])
+        queued = self._writes.submit(job, len(job[1]))
         with self._lock:
-            room = self._queued_bytes + size <= self._queue_bytes
-            if room:
-                try:
-                    self._queue.put_nowait(job)
-                    self._queued_bytes += size
-                except queue.Full:
-                    room = False
-            if not room:
-                self.dropped_writes += 1
-                first, self._congested = not self._congested, True
-            else:
-                self._start_writer()
-        if not room:
-            (_log.warning if first else _log.debug)(
+            if queued:
+                if self._writes.pending <= 1:  # the queue had drained: a later drop is a new episode
+                    self._congested = False
+                return True
+            self.dropped_writes += 1
+            first, self._congested = not self._congested, True
+        (_log.warning if first else _log.debug)(
                 "[Recall] cache: the Redis write queue is full (Redis is slower than the workflow); dropped "
                 "%d write(s) so far. Those values stay in the local tiers.", self.dropped_writes)
-        return room
-
-    def _start_writer(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._drain, name="recall-redis-write", daemon=True)
-            self._thread.start()
-
-    def _drain(self) -> None:
-        while True:
-            job = self._queue.get()
-            try:
-                if job is None:
-                    return
-                self._write(job)
-            except Exception:  # the writer thread must survive anything
-                _log.debug("Redis write failed", exc_info=True)
-            finally:
-                with self._lock:
-                    if job is not None:
-                        self._queued_bytes -= len(job[1])
-                    if self._queue.unfinished_tasks <= 1:
-                        self._congested = False
-                self._queue.task_done()
+        return False
 
     def _write(self, job: tuple) -> bool:
         rkey, data, ttl_ms = job
@@ -367,24 +335,11 @@ class RedisTier(Tier):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until queued writes are done (tests, benchmarks, exit); True when the queue drained."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if self._thread is None or not self._thread.is_alive():
-                return False
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            with self._queue.all_tasks_done:
-                self._queue.all_tasks_done.wait(0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic())))
-        return True
+        return self._writes.flush(timeout)
 
     def close(self) -> None:
         """Finish queued writes, stop the writer, drop the connections."""
-        self.flush(timeout=self.write_timeout_s)
-        if self._thread is not None and self._thread.is_alive():
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                pass
+        self._writes.close(timeout=self.write_timeout_s)
         for client in (self._reader, self._writer_client):
             try:
                 if client is not None:

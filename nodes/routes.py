@@ -39,12 +39,6 @@ class RouteError(Exception):
         self.status = status
 
 
-def user_namespace(user: str) -> str:
-    # Must match nodes/runtime.current_namespace(), which files a multi-user prompt's
-    # conditioning under "user:<ComfyUI user id>".
-    return f"user:{user}"
-
-
 def scrub(message: str) -> str:
     """Messages from the cache engine may name folders; answers never carry paths."""
     return _PATH_RE.sub("<path>", str(message))
@@ -94,7 +88,7 @@ class RecallRoutes:
     def _visible(self, user: str | None, namespaces) -> list[str]:
         if user is None:
             return sorted(namespaces)
-        return [SHARED_NAMESPACE, user_namespace(user)]
+        return [SHARED_NAMESPACE, self.runtime.user_namespace(user)]
 
     # -- helpers -------------------------------------------------------------------------
     async def _run(self, fn, *args):
@@ -128,7 +122,7 @@ class RecallRoutes:
             for c in lookups.values():
                 for k in ("hits", "misses", "saved_seconds"):
                     totals[k] += c.get(k, 0)
-        clearable = namespaces if user is None else [user_namespace(user)]
+        clearable = namespaces if user is None else [self.runtime.user_namespace(user)]
         return {
             "enabled": bool(stats.get("enabled", True)),
             "tiers": tiers,
@@ -163,7 +157,7 @@ class RecallRoutes:
         if namespace is not None and (not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace)):
             raise _fail(400, route, f"namespace must be a name such as 'shared' or 'default', got {namespace!r}")
         if user is not None:
-            own = user_namespace(user)
+            own = self.runtime.user_namespace(user)
             if namespace is None:
                 namespace = own  # "everything" a user may clear is their own namespace
             elif namespace != own:
@@ -212,7 +206,7 @@ class RecallRoutes:
                 self._client_owner.pop(next(iter(self._client_owner)))
             self._client_owner[client_id] = user
         self.runtime.register_client_user(client_id, user)
-        namespace = user_namespace(user) if self.multi_user else "default"
+        namespace = self.runtime.user_namespace(user) if self.multi_user else "default"
         return web.json_response({"client_id": client_id, "namespace": namespace})
 
 

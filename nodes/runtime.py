@@ -141,6 +141,11 @@ def register_client_user(client_id: str, user: str) -> None:
         _client_users[str(client_id)] = str(user)
 
 
+def user_namespace(user: str) -> str:
+    """The namespace of one ComfyUI user's L2 entries (routes filter stats and clears by it)."""
+    return f"user:{user}"
+
+
 def current_namespace() -> str:
     """The L2 (per-user) namespace: the user who queued the running prompt in --multi-user mode."""
     if not _multi_user():
@@ -152,7 +157,7 @@ def current_namespace() -> str:
         return DEFAULT_NAMESPACE
     with _lock:
         user = _client_users.get(client_id) if client_id else None
-    return f"user:{user}" if user else DEFAULT_NAMESPACE
+    return user_namespace(user) if user else DEFAULT_NAMESPACE
 
 
 # -- settings, stats, clearing (for the routes) ------------------------------------------

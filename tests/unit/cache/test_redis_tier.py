@@ -286,7 +286,7 @@ def test_background_writer_writes_through_and_flushes(make_redis, fake):
 
 def test_full_write_queue_drops_with_a_counted_warning(make_redis, caplog):
     tier = make_redis(background=True, queue_entries=1)
-    tier._start_writer = lambda: None  # no writer thread drains the queue, so it fills
+    tier._writes._start = lambda: None  # no writer thread drains the queue, so it fills
     with caplog.at_level(logging.WARNING, "recall.cache"):
         assert tier.put("ns", "a", latent(1), meta=meta())
         assert not tier.put("ns", "b", latent(2), meta=meta())
@@ -297,7 +297,7 @@ def test_full_write_queue_drops_with_a_counted_warning(make_redis, caplog):
 
 def test_queue_byte_budget_drops_writes_beyond_it(make_redis):
     tier = make_redis(background=True, queue_bytes=1)
-    tier._start_writer = lambda: None
+    tier._writes._start = lambda: None
     assert not tier.put("ns", "a", latent(1), meta=meta())
     assert tier.dropped_writes == 1
 
