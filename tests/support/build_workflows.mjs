@@ -41,7 +41,7 @@ const SPECS = {
       "SVD Img2Vid Conditioning (Recall) is a drop-in for the core node: the CLIP-vision and",
       "VAE encodings of the image are cached by pixel content, so changing the frame count,",
       "motion, fps or seed and queueing again does not re-encode the image."].join("\n"),
-    noteAt: [40, 420],
+    noteAt: [40, 580],
     nodes: {
       ckpt: ["ImageOnlyCheckpointLoader", [40, 60], { ckpt_name: "svd_xt.safetensors" }, [330, 100]],
       image: ["LoadImage", [40, 200], { image: "example.png" }, [330, 200]],
