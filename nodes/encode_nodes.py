@@ -14,8 +14,8 @@ CATEGORY = encode_cache.CATEGORY
 _node_id = encode_cache.node_id
 
 _VAE_TIP = "The VAE that encodes the pixels. Another VAE file (or a patched VAE) is a different cache entry."
-_PIXELS_TIP = ("The image (batch) to encode. Each frame is looked up by its exact pixel content: "
-               "a re-run batch only encodes the frames it has not seen.")
+_PIXELS_TIP = ("The image (batch) to encode, looked up by its exact pixel content: the same pixels "
+               "under any file name hit; a batch is one entry, so any changed frame re-encodes the batch.")
 
 
 class RecallVAEEncode(io.ComfyNode):
