@@ -266,15 +266,8 @@ class DiskTier(Tier):
     def configure(self, *, max_bytes=None, max_entries=None, ttl_seconds=None) -> None:
         self._ensure_index()
         with self._lock:
-            if max_bytes is not None:
-                self._index.max_bytes = int(max_bytes)
-            if max_entries is not None:
-                self._index.max_entries = int(max_entries)
-            if ttl_seconds is not None:
-                self._index.ttl_seconds = float(ttl_seconds)
-                for slot in self._index.slots.values():
-                    slot.expires = self._index.expiry(slot.meta, slot.stored)
-            evicted = self._index.shrink(self.clock())
+            evicted = self._index.reconfigure(self.clock(), max_bytes=max_bytes, max_entries=max_entries,
+                                              ttl_seconds=ttl_seconds)
             for k, _ in evicted:
                 self._count(k[0]).evictions += 1
         self._unlink_slots(evicted)

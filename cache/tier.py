@@ -269,6 +269,19 @@ class LruIndex:
         self.reserved -= size
         self.pending -= 1
 
+    def reconfigure(self, now: float, *, max_bytes=None, max_entries=None,
+                    ttl_seconds=None) -> list[tuple[tuple[str, str], Slot]]:
+        """New caps and lifetime (None keeps one); returns what had to go to fit them."""
+        if max_bytes is not None:
+            self.max_bytes = int(max_bytes)
+        if max_entries is not None:
+            self.max_entries = int(max_entries)
+        if ttl_seconds is not None:
+            self.ttl_seconds = float(ttl_seconds)
+            for slot in self.slots.values():
+                slot.expires = self.expiry(slot.meta, slot.stored)
+        return self.shrink(now)
+
     def shrink(self, now: float) -> list[tuple[tuple[str, str], Slot]]:
         """Evict until the (new) caps hold."""
         evicted = self.purge_expired(now)
