@@ -11,54 +11,31 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from .common import REPO, median_seconds, progress, register_pack
 MODELS = Path.home() / ".cache" / "comfyui-recall" / "models-v1"
 
 
 def _import_cache():
-    # the repo root's __init__.py needs ComfyUI: register the repo as a bare package instead
-    if "recall_pack" not in sys.modules:
-        pkg = types.ModuleType("recall_pack")
-        pkg.__path__ = [str(REPO)]
-        sys.modules["recall_pack"] = pkg
+    register_pack()
     import recall_pack.cache as cache
     return cache
-
-
-def _progress(what: str) -> None:
-    sys.stderr.write(f"[bench] {what}\n")
-    sys.stderr.flush()
-
-
-def timeit(fn, repeat: int, warmup: int = 1) -> float:
-    """Median seconds of fn() over repeat runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_keys(cache, quick: bool) -> list[dict]:
     rows = []
     for shape in [(1, 512, 512, 3), (81, 480, 832, 3)]:
         t = torch.rand(shape, dtype=torch.float32)
-        seconds = timeit(lambda: cache.content_key(t), 3 if quick else 7)
+        seconds = median_seconds(lambda: cache.content_key(t), 3 if quick else 7)
         # VAE Decode's IMAGE layout: a movedim'd [B,C,H,W] tensor, not contiguous
         strided = torch.rand(shape[0], shape[3], shape[1], shape[2]).movedim(1, -1)
-        seconds_nc = timeit(lambda: cache.content_key(strided), 1 if quick else 3)
+        seconds_nc = median_seconds(lambda: cache.content_key(strided), 1 if quick else 3)
         rows.append({"shape": list(shape), "bytes": t.nbytes, "seconds": seconds, "gb_per_s": t.nbytes / seconds / 1e9,
                      "non_contiguous_gb_per_s": t.nbytes / seconds_nc / 1e9})
         del t, strided
@@ -74,11 +51,11 @@ def bench_fingerprint(cache, quick: bool) -> dict:
     sd = {f"block{i}.weight": torch.randn(1_000_000) for i in range(83)}
     sd["tail.weight"] = torch.randn(653_000)
     params = sum(v.numel() for v in sd.values())
-    seconds = timeit(lambda: cache.fingerprint_tensors(sd), 2 if quick else 5)
+    seconds = median_seconds(lambda: cache.fingerprint_tensors(sd), 2 if quick else 5)
     memo = cache.FingerprintMemo()
     owner = _Model()
     memo.get(owner, "t", lambda: cache.fingerprint_tensors(sd))
-    memo_seconds = timeit(lambda: memo.get(owner, "t", lambda: cache.fingerprint_tensors(sd)), 100)
+    memo_seconds = median_seconds(lambda: memo.get(owner, "t", lambda: cache.fingerprint_tensors(sd)), 100)
     return {"params": params, "bytes": params * 4, "seconds": seconds, "memoised_seconds": memo_seconds}
 
 
@@ -102,9 +79,9 @@ def bench_tiers(cache, quick: bool, cache_dir: Path) -> list[dict]:
         for tier in make_tiers(cache_dir):
             counter = iter(range(10**9))
             meta = EntryMeta(1.0, time.time())
-            put = timeit(lambda: tier.put("bench", f"k{next(counter)}", value, meta=meta), n)
+            put = median_seconds(lambda: tier.put("bench", f"k{next(counter)}", value, meta=meta), n)
             tier.put("bench", "hit", value, meta=meta)
-            get = timeit(lambda: tier.get("bench", "hit"), n)
+            get = median_seconds(lambda: tier.get("bench", "hit"), n)
             rows.append({"latent": name, "shape": list(shape), "bytes": value["samples"].nbytes, "tier": tier.name,
                          "put_ms": put * 1e3, "get_ms": get * 1e3})
             tier.clear()
@@ -136,11 +113,11 @@ def bench_encode(comfyui: str | None, quick: bool, wan_size=(240, 416)) -> dict:
     import comfy.cli_args
     comfy.cli_args.args.cpu = not torch.cuda.is_available()
     out = {}
-    _progress("sd1.5 VAE encode 512x512")
+    progress("sd1.5 VAE encode 512x512")
     vae, source = _load_vae("sd15")
     image = torch.rand(1, 512, 512, 3)
     out["sd15 1x4x64x64"] = {"image": [1, 512, 512, 3], "source": source,
-                             "seconds": timeit(lambda: vae.encode(image), 1 if quick else 3)}
+                             "seconds": median_seconds(lambda: vae.encode(image), 1 if quick else 3)}
     vae, source = _load_vae("wan21")
     if vae is not None:
         # 81 frames at 480x832 take minutes and >10 GB on a CPU. Time 1 and 5 frames at `wan_size`
@@ -148,9 +125,9 @@ def bench_encode(comfyui: str | None, quick: bool, wan_size=(240, 416)) -> dict:
         # work, and its cost is linear in the pixel count.
         h, w = wan_size
         scale = (480 * 832) / (h * w)
-        _progress(f"wan 2.1 VAE encode at {h}x{w}")
-        one = timeit(lambda: vae.encode(torch.rand(1, h, w, 3)), 1, warmup=0)
-        five = timeit(lambda: vae.encode(torch.rand(5, h, w, 3)), 1, warmup=0)
+        progress(f"wan 2.1 VAE encode at {h}x{w}")
+        one = median_seconds(lambda: vae.encode(torch.rand(1, h, w, 3)), 1, warmup=0)
+        five = median_seconds(lambda: vae.encode(torch.rand(5, h, w, 3)), 1, warmup=0)
         out["wan 1x16x21x60x104"] = {"image": [81, 480, 832, 3], "source": source, "measured_at": [h, w],
                                      "seconds_1_frame": one, "seconds_5_frames": five,
                                      "seconds": (one + 20 * (five - one)) * scale, "extrapolated": True}
@@ -169,11 +146,11 @@ def main(argv=None) -> int:
     cache = _import_cache()
     results = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                            "cpu": platform.processor() or platform.machine(), "cuda": torch.cuda.is_available()}}
-    _progress("content keys")
+    progress("content keys")
     results["keys"] = bench_keys(cache, args.quick)
-    _progress("fingerprint")
+    progress("fingerprint")
     results["fingerprint"] = bench_fingerprint(cache, args.quick)
-    _progress("tiers")
+    progress("tiers")
     with tempfile.TemporaryDirectory(prefix="recall-bench-") as tmp:
         results["tiers"] = bench_tiers(cache, args.quick, Path(tmp))
     torch.set_num_threads(os.cpu_count() or 1)

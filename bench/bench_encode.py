@@ -27,12 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from .common import REPO, use_comfyui
 MODELS = Path(os.environ.get("RECALL_TEST_CACHE") or Path.home() / ".cache" / "comfyui-recall") / "models-v1"
 FILES = {"sd15_vae": "vae/recall_test_sd15_vae.safetensors", "wan21_vae": "vae/recall_test_wan21_vae.safetensors",
          "clip_vision": "clip_vision/recall_test_clip_vision_vit_l14.safetensors",
@@ -44,13 +43,7 @@ PROMPTS = ["a red fox in the snow", "a red fox running through snow", "a fox at 
 # --- child side: one (scenario, arm) in a fresh process ---------------------------------------
 
 def _setup(comfyui: str):
-    sys.path.insert(0, comfyui)  # a bench script, not the pack: ComfyUI must be importable
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = not torch.cuda.is_available()
-    if "recall_pack" not in sys.modules:  # the repo root's __init__.py would register with a server
-        pkg = types.ModuleType("recall_pack")
-        pkg.__path__ = [str(REPO)]
-        sys.modules["recall_pack"] = pkg
+    use_comfyui(comfyui)
     import folder_paths
     for folder in ("vae", "clip_vision", "checkpoints"):
         folder_paths.add_model_folder_path(folder, str(MODELS / folder))

@@ -11,7 +11,6 @@ Load+apply in both loaders is ComfyUI's lazy path: read + key mapping + ModelPat
 the weights are merged when the sampler loads the model, which the sampling rows include.
 """
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -24,27 +23,18 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from .common import REPO, load_support, use_comfyui
 CHECKPOINT = Path.home() / ".cache" / "comfyui-recall" / "models-v1" / "checkpoints" / "recall_test_sd15.safetensors"
 
 
 def _import_pack(comfyui: str):
-    sys.path.insert(0, comfyui)  # a bench script, not the pack: ComfyUI must be importable
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = not torch.cuda.is_available()
-    if "recall_pack" not in sys.modules:  # the repo root's __init__.py would register with a server
-        pkg = types.ModuleType("recall_pack")
-        pkg.__path__ = [str(REPO)]
-        sys.modules["recall_pack"] = pkg
+    use_comfyui(comfyui)
     from recall_pack.nodes import lcm_nodes
     try:  # events.py imports server per report; inside ComfyUI it is loaded already, so keep it out of the timings
         import server  # noqa: F401
     except Exception:  # outside a server process it may not import: a stand-in without an instance
         sys.modules["server"] = types.SimpleNamespace(PromptServer=types.SimpleNamespace(instance=None))
-    spec = importlib.util.spec_from_file_location("recall_bench_lora_files", REPO / "tests" / "support" / "lora_files.py")
-    lora_files = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lora_files)
-    return lcm_nodes, lora_files
+    return lcm_nodes, load_support("lora_files")
 
 
 def _median(fn, repeat: int) -> tuple[float, object]:

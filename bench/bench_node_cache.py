@@ -14,18 +14,14 @@ import json
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from .common import REPO, register_pack
 
 
 def _lib(name):
-    if "recall_nodes_lib" not in sys.modules:
-        package = types.ModuleType("recall_nodes_lib")
-        package.__path__ = [str(REPO / "nodes" / "lib")]
-        sys.modules["recall_nodes_lib"] = package
-    return importlib.import_module(f"recall_nodes_lib.{name}")
+    register_pack()  # nodes/__init__.py imports no ComfyUI, so nodes.lib imports as part of the pack
+    return importlib.import_module(f"recall_pack.nodes.lib.{name}")
 
 
 def timed(fn, repeat=20):

@@ -10,11 +10,9 @@ decoding/verifying, and what a lookup costs while Redis is down or hung.
 Prints a table and writes bench/results/redis-<time>.json.
 """
 import argparse
-import importlib.util
 import json
 import platform
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -23,16 +21,12 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from .common import REPO, load_support, median_seconds, progress, register_pack
 SHAPES = {"sd15 1x4x64x64": (1, 4, 64, 64), "wan21 1x16x21x60x104": (1, 16, 21, 60, 104)}
 
 
 def _import_cache():
-    # the repo root's __init__.py needs ComfyUI: register the repo as a bare package instead
-    if "recall_pack" not in sys.modules:
-        pkg = types.ModuleType("recall_pack")
-        pkg.__path__ = [str(REPO)]
-        sys.modules["recall_pack"] = pkg
+    register_pack()
     import recall_pack.cache.disk as disk
     import recall_pack.cache.memory as memory
     import recall_pack.cache.redis_tier as redis_tier
@@ -41,27 +35,8 @@ def _import_cache():
     return types.SimpleNamespace(disk=disk, memory=memory, redis_tier=redis_tier, serialize=serialize, tier=tier)
 
 
-def _redis_server_module():
-    spec = importlib.util.spec_from_file_location("recall_bench_redis_server", REPO / "tests/support/redis_server.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _progress(what: str) -> None:
-    sys.stderr.write(f"[bench] {what}\n")
-    sys.stderr.flush()
-
-
 def median_ms(fn, repeat: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 3)
+    return round(median_seconds(fn, repeat, warmup) * 1000, 3)
 
 
 def bench_shape(c, label, shape, url, workdir, repeat) -> dict:
@@ -135,18 +110,18 @@ def main(argv=None) -> int:
         server = None
         url = args.url
         if url is None:
-            rs = _redis_server_module()
+            rs = load_support("redis_server")
             if rs.redis_server_binary() is None:
-                _progress("redis-server is not installed (apt-get install -y redis-server) or pass --url")
+                progress("redis-server is not installed (apt-get install -y redis-server) or pass --url")
                 return 2
             server = rs.RedisServer(Path(workdir) / "redis").start()
             url = server.url
         try:
             rows = []
             for label, shape in SHAPES.items():
-                _progress(f"{label}")
+                progress(f"{label}")
                 rows.append(bench_shape(c, label, shape, url, workdir, repeat))
-            _progress("outage")
+            progress("outage")
             outage = bench_outage(c, repeat)
         finally:
             if server is not None:
@@ -166,7 +141,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"redis-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
     path.write_text(json.dumps(result, indent=2))
-    _progress(f"wrote {path}")
+    progress(f"wrote {path}")
     return 0
 
 

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 import types
@@ -25,30 +24,14 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from .common import REPO, median_seconds, use_comfyui
 CHECKPOINT = Path.home() / ".cache" / "comfyui-recall" / "models-v1" / "checkpoints" / "recall_test_sd15.safetensors"
 
 
 def _import_pack(comfyui: str):
-    sys.path.insert(0, comfyui)  # a bench script, not the pack: ComfyUI must be importable
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = not torch.cuda.is_available()
-    if "recall_pack" not in sys.modules:  # the repo root's __init__.py would register with a server
-        pkg = types.ModuleType("recall_pack")
-        pkg.__path__ = [str(REPO)]
-        sys.modules["recall_pack"] = pkg
+    use_comfyui(comfyui)
     from recall_pack.nodes import sampling_nodes
     return sampling_nodes
-
-
-def _median_s(fn, repeat: int) -> float:
-    fn()  # warm-up: first-call allocations and imports
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _samplers(sampling_nodes):
@@ -93,7 +76,7 @@ def bench_own(sampling_nodes, steps: int, repeat: int) -> dict:
             free_model, x, sigmas, {"seed": 1}, disable=True, eta=1.0,
             noise_sampler=k_sampling.default_noise_sampler(x, seed=1)),
     }
-    return {name: _median_s(fn, repeat) / steps for name, fn in functions.items()}
+    return {name: median_seconds(fn, repeat) / steps for name, fn in functions.items()}
 
 
 def _toy_model():
@@ -143,7 +126,7 @@ def bench_pipeline(sampling_nodes, model, latent_hw: int, steps: int, repeat: in
         def run():
             return comfy.samplers.sample(model, noise, cond, cond, 1.0, model.load_device, sampler, sigmas,
                                          latent_image=latent, disable_pbar=True, seed=1)
-        out[name] = _median_s(run, repeat) / steps
+        out[name] = median_seconds(run, repeat) / steps
     return out
 
 

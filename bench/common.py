@@ -1,0 +1,57 @@
+"""What every benchmark script needs: the pack importable without ComfyUI's loader, timers, progress."""
+import importlib.util
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = "recall_pack"
+
+
+def register_pack() -> None:
+    """Import the repo as the package `recall_pack` without running its root __init__.py.
+
+    The root __init__.py registers the nodes with a running ComfyUI; a benchmark only
+    needs cache/ and nodes/ (the same trick as tests/conftest.py).
+    """
+    if PACKAGE not in sys.modules:
+        package = types.ModuleType(PACKAGE)
+        package.__path__ = [str(REPO)]
+        sys.modules[PACKAGE] = package
+
+
+def use_comfyui(comfyui: str) -> None:
+    """Make ComfyUI's modules importable in-process, on the CPU unless a GPU is there."""
+    import torch
+    if comfyui not in sys.path:
+        sys.path.insert(0, comfyui)
+    import comfy.cli_args  # before comfy.model_management reads the device flags
+    comfy.cli_args.args.cpu = not torch.cuda.is_available()
+    register_pack()
+
+
+def load_support(name: str):
+    """A module of the test harness (tests/support/<name>.py), loaded by path."""
+    spec = importlib.util.spec_from_file_location(f"recall_bench_{name}", REPO / "tests" / "support" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def progress(what: str) -> None:
+    sys.stderr.write(f"[bench] {what}\n")
+    sys.stderr.flush()
+
+
+def median_seconds(fn, repeat: int, warmup: int = 1) -> float:
+    """Median wall seconds of fn() over `repeat` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
