@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Build a venv that can run ComfyUI on the CPU, unpacking ComfyUI first when given an archive.
+# Build a venv that can run ComfyUI on the CPU, unpacking ComfyUI first when given a git snapshot.
 # Idempotent: a marker file records a finished set-up, so a second call is instant;
 # a lock makes concurrent callers wait for the first one instead of racing it.
-#   setup_comfyui.sh ARCHIVE.tar.gz DEST_DIR  ->  DEST_DIR/comfyui, DEST_DIR/venv
-#   setup_comfyui.sh COMFYUI_TREE   DEST_DIR  ->  DEST_DIR/venv for that tree (left in place)
+#   setup_comfyui.sh GIT_DIR COMMIT DEST_DIR  ->  DEST_DIR/comfyui (that commit's tree), DEST_DIR/venv
+#   setup_comfyui.sh COMFYUI_TREE DEST_DIR    ->  DEST_DIR/venv for that tree (left in place)
+# tests/support/setup_releases.sh sets up the releases the pack is tested on this way.
 set -euo pipefail
-source=$1
-dest=$2
+if [ $# -eq 3 ]; then
+  git_dir=$1 commit=$2 dest=$3 tree_src=""
+elif [ $# -eq 2 ]; then
+  git_dir="" commit="" tree_src=$1 dest=$2
+else
+  echo "usage: $0 GIT_DIR COMMIT DEST_DIR | $0 COMFYUI_TREE DEST_DIR" >&2
+  exit 2
+fi
 marker="$dest/.ready"
 [ -f "$marker" ] && exit 0
 mkdir -p "$dest"
@@ -14,17 +21,39 @@ exec 9>"$dest/.lock"
 flock 9
 [ -f "$marker" ] && exit 0
 
-if [ -d "$source" ]; then
-  tree=$source
+if [ -n "$tree_src" ]; then
+  tree=$tree_src
 else
   tree="$dest/comfyui"
-  if [ ! -f "$tree/main.py" ]; then
-    echo "[setup_comfyui] unpacking $source into $tree"
+  full=$(git --git-dir="$git_dir" rev-parse --verify "$commit^{commit}")
+  if [ ! -f "$tree/main.py" ] || [ "$(cat "$dest/.commit" 2>/dev/null)" != "$full" ]; then
+    echo "[setup_comfyui] unpacking $full from $git_dir into $tree"
+    # A snapshot lacks its largest blobs, and git archive stops at a missing one: archive
+    # the commit's tree less the paths whose blobs are absent (listed in .missing-files).
+    index=$(mktemp)
+    rm -f "$index"
+    GIT_INDEX_FILE=$index git --git-dir="$git_dir" read-tree "$full"
+    missing=$(GIT_INDEX_FILE=$index git --git-dir="$git_dir" ls-files -s \
+      | awk '{print $2}' | git --git-dir="$git_dir" cat-file --batch-check \
+      | awk '$2 == "missing" {print $1}' | sort -u)
+    : > "$dest/.missing-files"
+    if [ -n "$missing" ]; then
+      while read -r blob; do
+        GIT_INDEX_FILE=$index git --git-dir="$git_dir" ls-files -s | awk -v b="$blob" '$2 == b {sub(/^[^\t]*\t/, ""); print}'
+      done <<< "$missing" > "$dest/.missing-files"
+      while read -r path; do
+        GIT_INDEX_FILE=$index git --git-dir="$git_dir" rm -q --cached -- "$path"
+      done < "$dest/.missing-files"
+    fi
+    treeid=$(GIT_INDEX_FILE=$index git --git-dir="$git_dir" write-tree)
+    rm -f "$index"
     rm -rf "$dest/comfyui.tmp"
     mkdir -p "$dest/comfyui.tmp"
-    tar xzf "$source" -C "$dest/comfyui.tmp"
+    git --git-dir="$git_dir" archive "$treeid" | tar x -C "$dest/comfyui.tmp"
     rm -rf "$tree"
     mv "$dest/comfyui.tmp" "$tree"
+    echo "$full" > "$dest/.commit"
+    [ -s "$dest/.missing-files" ] && echo "[setup_comfyui] left out (absent from the snapshot): $(tr '\n' ' ' < "$dest/.missing-files")"
   fi
 fi
 
@@ -46,7 +75,7 @@ pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 # The registry has no CPU torchvision; the CUDA build runs on the CPU with --cpu.
 # --isolated ignores any pip config that would redirect torch to the local CPU wheel.
 quiet "${pip[@]}" --isolated torch==2.13.0 torchvision==0.28.0
-grep -v -E '^(torch|torchvision|torchaudio)$' "$tree/requirements.txt" > "$dest/req.txt"
+grep -v -E '^(torch|torchvision|torchaudio)\s*$' "$tree/requirements.txt" > "$dest/req.txt"
 echo 'torch==2.13.0' > "$dest/constraints.txt"
 # 0.3.64 imports requests without listing it; websocket-client is the test client's.
 quiet "${pip[@]}" -c "$dest/constraints.txt" -r "$dest/req.txt" requests websocket-client
