@@ -48,10 +48,12 @@ def lcm_timesteps(steps: int, original_inference_steps: int = 50, *, num_train_t
                          f"original_inference_steps {original_inference_steps} and denoise {strength}). "
                          f"Lower steps or raise denoise.")
     grid = [n * k - 1 for n in range(grid_len, 0, -1)]  # noisiest first
-    # evenly spaced indices into the grid: floor(i * len / steps), i = 0..steps-1
-    # (integer arithmetic gives the exact floor numpy's linspace rounds to, without float error
-    # changing an index; the unit test checks every case 1..8 against diffusers)
-    indices = [(i * grid_len) // steps for i in range(steps)]
+    # evenly spaced indices into the grid: diffusers floors np.linspace(0, len, steps, endpoint=False),
+    # which numpy computes as i * (len / steps) in float64. The float error is part of the result
+    # (original_inference_steps 30, 22 steps: index 11 is floor(14.999999999999998) = 14, where exact
+    # arithmetic gives 15), so it is reproduced here rather than the exact floor(i * len / steps).
+    spacing = grid_len / steps
+    indices = [math.floor(i * spacing) for i in range(steps)]
     return [grid[i] for i in indices]
 
 

@@ -22,6 +22,35 @@ def test_timesteps_equal_lcmscheduler_for_1_to_8_steps(steps):
     assert lcm_schedule.lcm_timesteps(steps) == _reference(steps).timesteps.tolist()
 
 
+# every grid size up to 200 plus larger ones, with denoise values whose grid length N * strength
+# is not a whole number (0.33, 0.9) as well as ones that are
+ORIGINALS = list(range(1, 201)) + [250, 300, 333, 500, 777, 999, 1000]
+STRENGTHS = [1.0, 0.9, 0.75, 0.5, 0.33]
+
+
+@pytest.mark.parametrize("steps", range(1, 61))
+def test_timesteps_equal_lcmscheduler_for_every_grid_and_denoise(steps):
+    scheduler = _reference(1)
+    mismatches = []
+    for original in ORIGINALS:
+        for strength in STRENGTHS:
+            if steps > int(original * strength):
+                continue  # diffusers refuses these too (see the limit test below)
+            scheduler.set_timesteps(steps, original_inference_steps=original, strength=strength)
+            expected = scheduler.timesteps.tolist()
+            if lcm_schedule.lcm_timesteps(steps, original, strength=strength) != expected:
+                mismatches.append((original, strength))
+    assert mismatches == []
+
+
+def test_float_error_of_numpys_linspace_is_reproduced_at_22_of_30():
+    # diffusers' 12th index is floor(11 * (30 / 22)) = floor(14.999999999999998) = 14 -> grid point
+    # 16 * 33 - 1 = 527; exact arithmetic gives index 15 -> 494
+    timesteps = lcm_schedule.lcm_timesteps(22, 30)
+    assert timesteps == _reference(22, 30).timesteps.tolist()
+    assert timesteps[10:13] == [560, 527, 461]
+
+
 @pytest.mark.parametrize("original", [8, 20, 25, 33, 100, 1000])
 @pytest.mark.parametrize("steps", [1, 3, 4, 7, 8])
 def test_timesteps_equal_lcmscheduler_for_other_distillation_grids(steps, original):
