@@ -14,4 +14,5 @@ except ImportError as exc:
         "[Recall] ComfyUI-Recall needs ComfyUI >= 0.3.64 (comfy_api.latest is missing: %s). "
         "Update ComfyUI to load the Recall nodes.", exc)
 else:
-    from .nodes import comfy_entrypoint  # noqa: F401  (ComfyUI looks this name up)
+    if __package__:  # pytest imports this file as a plain module (no package) when it sets up the repo folder
+        from .nodes import comfy_entrypoint  # noqa: F401  (ComfyUI looks this name up)

@@ -57,6 +57,11 @@ if not _why:
 
     comfy.cli_args.args.cpu = True
 
+    # pytest sets up the repo folder as a package (it has an __init__.py) by importing that file with
+    # the repo on sys.path[0], where the pack's nodes/ would then shadow ComfyUI's nodes.py: import
+    # ComfyUI's first, so `import nodes` in a test is always ComfyUI's.
+    import nodes  # noqa: E402,F401
+
 
 def pytest_collection_modifyitems(items):
     for item in items:
