@@ -19,11 +19,25 @@ from .lib import ddim, ddim_schedule
 _log = logging.getLogger("recall.sampling")
 
 KSAMPLER_NAME = "ddim_eta"
+# today's behaviour, and what a saved workflow from before the step_target input gets
+DEFAULT_STEP_TARGET = "next listed"
 # eta of "ddim_eta" in KSampler, which has no eta widget: 0 is the classic deterministic DDIM.
 KSAMPLER_ETA = 0.0
 
 ETA_TOOLTIP = ("Noise added back each step, eta of the DDIM paper (formula 16): 0 = deterministic DDIM "
                "(same seed, same image), 1 = DDPM-like ancestral sampling, values between interpolate.")
+STEP_TARGET_TOOLTIP = ("Where each step lands. next listed: the next timestep of the schedule, as the DDIM paper "
+                       "defines it. diffusers: t - 1000//n, what diffusers' DDIMScheduler.step() does; the same for "
+                       "leading spacing (and trailing when n divides 1000), different for linspace and other "
+                       "trailing counts. Pick diffusers to reproduce a diffusers result exactly (needs the SIGMAS "
+                       "of DDIM Scheduler (Recall)).")
+
+
+def check_step_target(step_target: str) -> str:
+    if step_target not in ddim_schedule.STEP_TARGETS:
+        raise ValueError(f"[Recall] Recall DDIM Sampler: step_target is {step_target!r} (expected one of "
+                         f"{', '.join(ddim_schedule.STEP_TARGETS)}). Pick one of those.")
+    return step_target
 
 
 def _model_sampling_of(model_k):
@@ -41,17 +55,31 @@ def _check_eps_family(model_sampling, node: str) -> None:
             "flow-matching models (Flux, SD3, Wan): use euler or another core sampler for them.")
 
 
+def _diffusers_step_alphas(model_sampling, sigmas):
+    """alpha_{t-1} of each step as diffusers' DDIMScheduler.step takes it, from the model's own table."""
+    table = getattr(model_sampling, "sigmas", None)
+    if table is None or table.ndim != 1 or len(table) < 2:
+        raise ValueError("[Recall] Recall DDIM Sampler: step_target 'diffusers' needs the model's discrete "
+                         f"training schedule (expected model_sampling.sigmas, got {type(model_sampling).__name__}). "
+                         "Use step_target 'next listed' here.")
+    return ddim_schedule.diffusers_step_alphas(table, sigmas)
+
+
 def sample_ddim_eta(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=KSAMPLER_ETA,
-                    noise_sampler=None):
+                    noise_sampler=None, step_target=DEFAULT_STEP_TARGET):
     """The sampler function KSAMPLER calls; seeded noise comes from ComfyUI's default noise sampler."""
     from comfy.k_diffusion import sampling as k_sampling
-    _check_eps_family(_model_sampling_of(model), "Recall DDIM Sampler")
+    model_sampling = _model_sampling_of(model)
+    _check_eps_family(model_sampling, "Recall DDIM Sampler")
+    step_alphas = None
+    if check_step_target(step_target) == "diffusers":
+        step_alphas = _diffusers_step_alphas(model_sampling, sigmas)
     extra_args = {} if extra_args is None else extra_args
     if noise_sampler is None:
         noise_sampler = k_sampling.default_noise_sampler(x, seed=extra_args.get("seed"))
     return ddim.sample_ddim(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
                             eta=eta, noise_sampler=noise_sampler,
-                            progress=lambda n: k_sampling.trange(n, disable=disable))
+                            progress=lambda n: k_sampling.trange(n, disable=disable), step_alphas=step_alphas)
 
 
 def _ksampler_function(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
@@ -117,24 +145,33 @@ class RecallSamplerDDIM(io.ComfyNode):
             node_id="RecallSamplerDDIM",
             display_name="DDIM Sampler (Recall)",
             category="Recall/sampling",
-            description=("DDIM (Song et al. 2021) with eta, equal to diffusers' DDIMScheduler for the same "
-                         "model and noise. Use with SamplerCustom and the DDIM Scheduler (Recall)."),
-            inputs=[io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip=ETA_TOOLTIP)],
+            description=("DDIM (Song et al. 2021) with eta. Use with SamplerCustom and the DDIM Scheduler "
+                         "(Recall); step_target diffusers reproduces diffusers' DDIMScheduler.step() for the same "
+                         "model and noise."),
+            inputs=[
+                io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip=ETA_TOOLTIP),
+                # optional, and last: a workflow saved before it existed loads with the default
+                # (the page fills widgets by position; the server skips missing optional inputs)
+                io.Combo.Input("step_target", options=list(ddim_schedule.STEP_TARGETS),
+                               default=DEFAULT_STEP_TARGET, optional=True, tooltip=STEP_TARGET_TOOLTIP),
+            ],
             outputs=[io.Sampler.Output(display_name="SAMPLER")],
         )
 
     @classmethod
-    def validate_inputs(cls, eta):
+    def validate_inputs(cls, eta, step_target=DEFAULT_STEP_TARGET):
         try:
             ddim.check_eta(eta)
+            check_step_target(step_target)
         except ValueError as exc:
             return str(exc)
         return True
 
     @classmethod
-    def execute(cls, eta) -> io.NodeOutput:
+    def execute(cls, eta, step_target=DEFAULT_STEP_TARGET) -> io.NodeOutput:
         import comfy.samplers
-        return io.NodeOutput(comfy.samplers.KSAMPLER(sample_ddim_eta, extra_options={"eta": ddim.check_eta(eta)}))
+        options = {"eta": ddim.check_eta(eta), "step_target": check_step_target(step_target)}
+        return io.NodeOutput(comfy.samplers.KSAMPLER(sample_ddim_eta, extra_options=options))
 
 
 class RecallDDIMScheduler(io.ComfyNode):

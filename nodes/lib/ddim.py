@@ -15,6 +15,12 @@ Options (defaults):
                           values between interpolate.  Must be in [0, 1].
     prediction_type "epsilon"  what the raw model output is in :func:`ddim_step`: "epsilon" (DDIM eq. 12),
                           "v_prediction" (Salimans & Ho 2022, "Progressive Distillation", section 4) or "sample".
+    clip_sample    None   clamp the predicted x_0 to [-c, c] before the update, as diffusers' clip_sample
+                          with clip_sample_range c (the noise prediction stays unclamped, diffusers'
+                          use_clipped_model_output=False).  For pixel-space models trained on [-1, 1];
+                          latents are not bounded that way, so latent models (SD configs) leave it off.
+    step_alphas    None   (sample_ddim) alpha each step lands on; None = the alpha of the next sigma.
+                          diffusers' step target comes from ddim_schedule.diffusers_step_alphas.
 
 Paper symbols used in comments: alpha_t = alpha-bar_t (cumulative product), alpha_prev = alpha_{t-1} (the
 next timestep of the sub-sequence tau), sigma_t(eta) the noise scale of formula (16), eps_theta the
@@ -82,12 +88,17 @@ def ddim_update(x0: torch.Tensor, eps: torch.Tensor, alpha_prev: float, sigma_t:
     return x_prev
 
 
+def clip_x0(x0: torch.Tensor, clip_sample: float | None) -> torch.Tensor:
+    return x0 if clip_sample is None else x0.clamp(-clip_sample, clip_sample)
+
+
 def ddim_step(sample: torch.Tensor, model_output: torch.Tensor, alpha_t: float, alpha_prev: float,
-              eta: float = 0.0, noise: torch.Tensor | None = None,
-              prediction_type: str = "epsilon") -> tuple[torch.Tensor, torch.Tensor]:
+              eta: float = 0.0, noise: torch.Tensor | None = None, prediction_type: str = "epsilon",
+              clip_sample: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step in diffusers' x_t space: returns (x_{t-1}, predicted x_0). noise is needed when eta > 0."""
     eta = check_eta(eta)
     x0, eps = predict_x0_eps(sample, model_output, alpha_t, prediction_type)
+    x0 = clip_x0(x0, clip_sample)
     sigma_t = ddim_sigma(alpha_t, alpha_prev, eta)
     if sigma_t > 0.0 and noise is None:
         raise ValueError("[Recall] DDIM: eta > 0 needs a noise tensor (expected noise with the sample's shape). "
@@ -96,25 +107,31 @@ def ddim_step(sample: torch.Tensor, model_output: torch.Tensor, alpha_t: float, 
 
 
 def ddim_step_k(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next: float, eta: float,
-                noise_fn: Callable[[], torch.Tensor] | None) -> torch.Tensor:
+                noise_fn: Callable[[], torch.Tensor] | None, alpha_target: float | None = None,
+                clip_sample: float | None = None) -> torch.Tensor:
     """One DDIM step in ComfyUI's x = x_t / sqrt(alpha_t) space, from the model's denoised x_0.
 
-    noise_fn is called only when the step adds noise (eta > 0 and sigma_next > 0), once, so a seeded
-    noise sampler draws exactly as ComfyUI's ancestral samplers do.
+    The update lands on alpha_target (default: the alpha of sigma_next) and the result is read at sigma_next,
+    where the next model call evaluates it: with diffusers' step target the two differ, and diffusers too feeds
+    the sample it landed on to the model at the next listed timestep.  noise_fn is called only when the step
+    adds noise (eta > 0 and a target below alpha 1), once, so a seeded noise sampler draws exactly as
+    ComfyUI's ancestral samplers do.
     """
-    alpha_t, alpha_prev = alpha_from_sigma(sigma), alpha_from_sigma(sigma_next)
+    alpha_t, alpha_next = alpha_from_sigma(sigma), alpha_from_sigma(sigma_next)
+    alpha_prev = alpha_next if alpha_target is None else float(alpha_target)
     # eps_theta = (x_t - sqrt(a_t) x_0) / sqrt(1 - a_t) = (x - x_0) / sigma_t in this space
     eps = (x - denoised) / sigma
     sigma_t = ddim_sigma(alpha_t, alpha_prev, eta)
     noise = noise_fn() if sigma_t > 0.0 else None
-    # formula (12) in x_t space, divided by sqrt(a_prev) to come back to ComfyUI's space
-    return ddim_update(denoised, eps, alpha_prev, sigma_t, noise) / math.sqrt(alpha_prev)
+    # formula (12) in x_t space, divided by sqrt(a_next) to come back to ComfyUI's space at sigma_next
+    return ddim_update(clip_x0(denoised, clip_sample), eps, alpha_prev, sigma_t, noise) / math.sqrt(alpha_next)
 
 
 @torch.no_grad()
 def sample_ddim(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
                 callback: Callable[[dict], None] | None = None, disable: bool | None = None, eta: float = 0.0,
-                noise_sampler: Callable | None = None, progress: Callable[[int], object] = range) -> torch.Tensor:
+                noise_sampler: Callable | None = None, progress: Callable[[int], object] = range,
+                step_alphas: list[float] | None = None, clip_sample: float | None = None) -> torch.Tensor:
     """DDIM over ComfyUI sigmas: ``model(x, sigma * s_in, **extra_args)`` returns the denoised x_0.
 
     x starts as ComfyUI's noised latent (x_0 + sigma_0 * noise; for txt2img at the model's sigma_max,
@@ -122,7 +139,8 @@ def sample_ddim(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict |
     sigmas[i] to sigmas[i + 1]; a last sigma of 0 is alpha 1 (set_alpha_to_one).  callback gets
     {"x", "i", "sigma", "sigma_hat", "denoised"} once per step, before the update, like ComfyUI's samplers.
     noise_sampler(sigma, sigma_next) gives unit noise; it is required when eta > 0.  progress(n) is the
-    step iterator (the node layer passes a progress bar; ``disable`` is for it).
+    step iterator (the node layer passes a progress bar; ``disable`` is for it).  step_alphas (one per step)
+    and clip_sample: see the module docstring.
     """
     eta = check_eta(eta)
     extra_args = {} if extra_args is None else extra_args
@@ -131,11 +149,14 @@ def sample_ddim(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict |
                          "(sigma, sigma_next) -> noise). Pass ComfyUI's default noise sampler.")
     s_in = x.new_ones([x.shape[0]])
     sigma_values = [float(s) for s in sigmas]
+    if step_alphas is not None and len(step_alphas) != len(sigma_values) - 1:
+        raise ValueError(f"[Recall] Recall DDIM Sampler: {len(step_alphas)} step targets for "
+                         f"{len(sigma_values) - 1} steps (expected one per step). Compute them from these sigmas.")
     for i in progress(len(sigma_values) - 1):
         sigma, sigma_next = sigma_values[i], sigma_values[i + 1]
         denoised = model(x, sigmas[i] * s_in, **extra_args)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
-        x = ddim_step_k(x, denoised, sigma, sigma_next, eta,
-                        lambda: noise_sampler(sigmas[i], sigmas[i + 1]))
+        x = ddim_step_k(x, denoised, sigma, sigma_next, eta, lambda: noise_sampler(sigmas[i], sigmas[i + 1]),
+                        None if step_alphas is None else step_alphas[i], clip_sample)
     return x

@@ -35,6 +35,9 @@ from dataclasses import dataclass
 import torch
 
 SPACINGS = ("leading", "trailing", "linspace")
+# Where a step lands. "next listed": the next timestep of the sub-sequence tau (DDIM section 4.2).
+# "diffusers": t - N // n, what DDIMScheduler.step() computes whatever the spacing.
+STEP_TARGETS = ("next listed", "diffusers")
 BETA_SCHEDULES = ("scaled_linear", "linear")
 
 # ComfyUI's ModelSamplingDiscrete (zsnr) stores this alpha instead of the exact 0 that
@@ -135,19 +138,37 @@ class DDIMSchedule:
 
 
 def build_schedule(alphas_cumprod: torch.Tensor, num_inference_steps: int, timestep_spacing: str = "leading",
-                   steps_offset: int = 0, set_alpha_to_one: bool = True) -> DDIMSchedule:
+                   steps_offset: int = 0, set_alpha_to_one: bool = True,
+                   step_target: str = "next listed") -> DDIMSchedule:
     """A DDIM run over a training table alphas_cumprod (length N).
 
-    Each step goes from tau_i to the next timestep of the list (DDIM section 4.2: the generative process
-    is defined on the sub-sequence), and after the last one to the final alpha.  diffusers'
-    ``DDIMScheduler.step`` instead steps to ``t - N // n``, which is the next listed timestep only for
-    "leading" and for "trailing" when n divides N (diffusers issues #12633, #11347); for those the two agree.
+    step_target "next listed": each step goes from tau_i to the next timestep of the list (DDIM section
+    4.2: the generative process is defined on the sub-sequence), and after the last one to the final
+    alpha.  "diffusers": each step goes to t - N // n, as ``DDIMScheduler.step`` computes it; that is the
+    next listed timestep only for "leading" and for "trailing" when n divides N (diffusers issues
+    #12633, #11347), so for those the two agree.
     """
     table = alphas_cumprod.double()
     timesteps = ddim_timesteps(num_inference_steps, len(table), timestep_spacing, steps_offset)
     final = 1.0 if set_alpha_to_one else float(table[0])
     alphas = [float(table[t]) for t in timesteps]
-    return DDIMSchedule(timesteps, alphas, alphas[1:] + [final])
+    if step_target == "next listed":
+        return DDIMSchedule(timesteps, alphas, alphas[1:] + [final])
+    if step_target == "diffusers":
+        targets = diffusers_targets(timesteps, len(table), num_inference_steps)
+        return DDIMSchedule(timesteps, alphas, [float(table[t]) if t >= 0 else final for t in targets])
+    raise ValueError(f"[Recall] DDIM: step_target {step_target!r} is not supported "
+                     f"(expected one of {STEP_TARGETS}). Pick one of those.")
+
+
+def diffusers_targets(timesteps: list[int], num_train_timesteps: int, num_inference_steps: int) -> list[int]:
+    """The timestep each step of diffusers' ``DDIMScheduler.step`` lands on: t - N // n (-1: the final alpha).
+
+    The same as the next listed timestep for "leading", and for "trailing" when n divides N; otherwise
+    it lies between (linspace at n = 10: 999 -> 899 where the list goes on at 888).
+    """
+    stride = int(num_train_timesteps) // int(num_inference_steps)
+    return [t - stride if t - stride >= 0 else -1 for t in timesteps]
 
 
 def schedule_sigmas_from_table(model_sigmas: torch.Tensor, num_inference_steps: int,
@@ -170,3 +191,56 @@ def schedule_sigmas_from_table(model_sigmas: torch.Tensor, num_inference_steps: 
     final = [0.0] if set_alpha_to_one else [float(table[0])]
     sigmas = torch.tensor([float(table[t]) for t in timesteps] + final, dtype=torch.float32)
     return sigmas[-(steps + 1):]
+
+
+def timesteps_of_sigmas(model_sigmas: torch.Tensor, sigmas: torch.Tensor, node: str) -> list[int]:
+    """The training timestep of each sigma (as ComfyUI's ModelSamplingDiscrete maps them: nearest log sigma),
+    refusing a sigma that is not one of the table's own values."""
+    log_table = model_sigmas.detach().double().cpu().log()
+    timesteps = []
+    for i, sigma in enumerate(float(s) for s in sigmas):
+        t = int((math.log(sigma) - log_table).abs().argmin()) if sigma > 0.0 else -1
+        if t < 0 or abs(math.exp(float(log_table[t])) - sigma) > 1e-5 * sigma:
+            raise ValueError(f"[Recall] {node}: sigma {sigma:.6g} at step {i} is not one of the model's training "
+                             "sigmas (expected SIGMAS from DDIM Scheduler (Recall)). Use DDIM Scheduler (Recall), "
+                             "or step_target 'next listed' for other schedules.")
+        timesteps.append(t)
+    return timesteps
+
+
+def find_plan_size(timesteps: list[int], num_train_timesteps: int) -> int:
+    """n of the DDIM plan these timesteps end: the smallest n for which a spacing's list for n steps
+    ends with them (n = len(timesteps) for a full run; more for denoise < 1, which keeps the tail)."""
+    m, N = len(timesteps), int(num_train_timesteps)
+    for n in range(max(m, 1), N + 1):
+        for spacing in SPACINGS:
+            offset = timesteps[-1] if spacing == "leading" else 0
+            if spacing == "leading" and not 0 <= offset < N // n:
+                continue
+            if ddim_timesteps(n, N, spacing, offset)[-m:] == timesteps:
+                return n
+    raise ValueError(f"[Recall] Recall DDIM Sampler: the timesteps {timesteps[:6]}{' ...' if m > 6 else ''} are "
+                     "not the end of any DDIM schedule (expected SIGMAS from DDIM Scheduler (Recall), a full run or "
+                     "denoise < 1). Use step_target 'next listed' for these sigmas.")
+
+
+def diffusers_step_alphas(model_sigmas: torch.Tensor, sigmas: torch.Tensor) -> list[float]:
+    """alpha_{t-1} of each step as diffusers' DDIMScheduler.step takes it, for SIGMAS of model_sigmas' table.
+
+    The plan size n comes from the timesteps (:func:`find_plan_size`); a step whose t - N // n is below 0
+    lands on the final alpha, which the last sigma gives (0: alpha 1, set_alpha_to_one; sigma_0: alpha_0).
+    """
+    node = "Recall DDIM Sampler"
+    if len(sigmas) < 2:
+        return []
+    table = model_sigmas.detach().double().cpu()
+    last = float(sigmas[-1])
+    if last != 0.0 and abs(last - float(table[0])) > 1e-5 * float(table[0]):
+        raise ValueError(f"[Recall] {node}: step_target 'diffusers' needs SIGMAS that end a DDIM schedule "
+                         f"(expected a last sigma of 0 or {float(table[0]):.6g}, got {last:.6g}). Sample the "
+                         "whole schedule in one sampler, or use step_target 'next listed'.")
+    timesteps = timesteps_of_sigmas(table, sigmas[:-1], node)
+    n = find_plan_size(timesteps, len(table))
+    final = alpha_from_sigma(last)
+    return [alpha_from_sigma(float(table[t])) if t >= 0 else final
+            for t in diffusers_targets(timesteps, len(table), n)]

@@ -86,24 +86,30 @@ def _recall_sigmas(sampling, model, steps, spacing="leading", offset=1, to_one=T
     return sampling.RecallDDIMScheduler.execute(model, steps, spacing, offset, to_one, zsnr, denoise).result[0]
 
 
-def _recall_sampler(sampling, eta):
-    return sampling.RecallSamplerDDIM.execute(eta).result[0]
+def _recall_sampler(sampling, eta, step_target=None):
+    if step_target is None:  # as a workflow saved before step_target existed calls it
+        return sampling.RecallSamplerDDIM.execute(eta).result[0]
+    return sampling.RecallSamplerDDIM.execute(eta, step_target).result[0]
 
 
-def _diffusers_reference(prediction, spacing, steps, eta, x_T, seed, zsnr=False):
-    """diffusers' DDIMScheduler with the same toy UNet; eta noise drawn as ComfyUI's default noise sampler does."""
+def _diffusers_reference(prediction, spacing, steps, eta, x_T, seed, zsnr=False, offset=1):
+    """diffusers' DDIMScheduler.step() with the same toy UNet; eta noise from ComfyUI's own default noise
+    sampler (seeded as KSAMPLER seeds it; the seeding differs between releases), one draw per step that adds
+    noise."""
+    from comfy.k_diffusion import sampling as k_sampling
     from diffusers import DDIMScheduler
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=True, steps_offset=1, prediction_type=prediction,
+                              set_alpha_to_one=True, steps_offset=offset, prediction_type=prediction,
                               timestep_spacing=spacing, rescale_betas_zero_snr=zsnr)
     if zsnr:
         scheduler.alphas_cumprod[-1] = 4.8973451890853435e-08  # ComfyUI's finite terminal alpha
     scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(seed)
+    timesteps = scheduler.timesteps.tolist()[:steps]
+    draw = k_sampling.default_noise_sampler(x_T, seed=seed)
     x = x_T.clone()
-    for i, t in enumerate(scheduler.timesteps.tolist()):
-        last = i == steps - 1
-        noise = torch.randn(SHAPE, generator=generator) if eta > 0 and not last else None
+    for i, t in enumerate(timesteps):
+        target = t - 1000 // steps  # where diffusers' step() lands; below 0: alpha 1
+        noise = draw(None, None) if eta > 0 and target >= 0 else None  # a step to alpha 1 adds no noise
         x = scheduler.step(toy_output(x, t), t, x, eta=eta, variance_noise=noise).prev_sample
     return x
 
@@ -128,6 +134,68 @@ def test_v_prediction_zero_snr_model_through_comfy_samplers_equals_diffusers(v_z
     noise = _noise()
     out = _run(v_zsnr_model, _recall_sampler(sampling, eta), sigmas, noise, seed=5)
     assert _rel(out, _diffusers_reference("v_prediction", "trailing", 10, eta, noise, seed=5, zsnr=True)) < 1e-4
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+@pytest.mark.parametrize("spacing,steps", [("linspace", 10), ("trailing", 7), ("trailing", 10), ("linspace", 25)])
+def test_diffusers_step_target_through_comfy_samplers_equals_diffusers_step(toy_model, sampling, spacing, steps, eta):
+    sigmas = _recall_sigmas(sampling, toy_model, steps, spacing, 0)
+    noise = _noise()
+    out = _run(toy_model, _recall_sampler(sampling, eta, "diffusers"), sigmas, noise, seed=11)
+    assert _rel(out, _diffusers_reference("epsilon", spacing, steps, eta, noise, seed=11, offset=0)) < 1e-4
+
+
+def test_diffusers_step_target_with_a_v_prediction_zero_snr_model_equals_diffusers_step(v_zsnr_model, sampling):
+    sigmas = _recall_sigmas(sampling, v_zsnr_model, 7, "trailing", 0, zsnr=True)
+    noise = _noise()
+    out = _run(v_zsnr_model, _recall_sampler(sampling, 0.5, "diffusers"), sigmas, noise, seed=5)
+    reference = _diffusers_reference("v_prediction", "trailing", 7, 0.5, noise, seed=5, zsnr=True, offset=0)
+    assert _rel(out, reference) < 1e-4
+
+
+def test_the_default_step_target_differs_from_diffusers_step_for_linspace(toy_model, sampling):
+    sigmas = _recall_sigmas(sampling, toy_model, 10, "linspace", 0)
+    noise = _noise()
+    listed = _run(toy_model, _recall_sampler(sampling, 0.0), sigmas, noise)
+    assert torch.equal(listed, _run(toy_model, _recall_sampler(sampling, 0.0, "next listed"), sigmas, noise))
+    assert _rel(listed, _diffusers_reference("epsilon", "linspace", 10, 0.0, noise, seed=0, offset=0)) > 1e-2
+
+
+def test_diffusers_step_target_refuses_sigmas_from_another_scheduler(toy_model, sampling):
+    import comfy.samplers
+    karras = comfy.samplers.calculate_sigmas(toy_model.get_model_object("model_sampling"), "karras", 6)
+    with pytest.raises(ValueError, match="is not one of the model's training sigmas"):
+        _run(toy_model, _recall_sampler(sampling, 0.0, "diffusers"), karras, _noise())
+
+
+def _validate(prompt, node_id):
+    import asyncio
+    import execution
+    return asyncio.run(execution.validate_inputs("test", prompt, node_id, {}))
+
+
+def test_a_prompt_saved_before_step_target_validates_and_gets_the_default(sampling, monkeypatch):
+    """ComfyUI skips a missing optional input (a missing required one is an error), so the node's default
+    applies; the page fills widgets by position, so an old UI workflow's [eta] leaves step_target at its
+    default as well."""
+    import execution
+    import nodes
+    monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, "RecallSamplerDDIM", sampling.RecallSamplerDDIM)
+    prompt = {"5": {"class_type": "RecallSamplerDDIM", "inputs": {"eta": 0.5}}}
+    valid, errors, _ = _validate(prompt, "5")
+    assert valid is True and errors == []
+    inputs = execution.get_input_data(prompt["5"]["inputs"], sampling.RecallSamplerDDIM, "5")[0]
+    assert "step_target" not in inputs
+    sampler = sampling.RecallSamplerDDIM.execute(**{k: v[0] for k, v in inputs.items()}).result[0]
+    assert sampler.extra_options == {"eta": 0.5, "step_target": "next listed"}
+
+
+def test_an_unknown_step_target_fails_comfyuis_validation(sampling, monkeypatch):
+    import nodes
+    monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, "RecallSamplerDDIM", sampling.RecallSamplerDDIM)
+    prompt = {"5": {"class_type": "RecallSamplerDDIM", "inputs": {"eta": 0.5, "step_target": "diffuser"}}}
+    valid, errors, _ = _validate(prompt, "5")
+    assert valid is False and "step_target" in str(errors)
 
 
 def test_the_model_sees_exactly_diffusers_timesteps(toy_model, sampling):
@@ -236,3 +304,4 @@ def test_every_input_has_a_tooltip(sampling):
 def test_eta_out_of_range_fails_validation(sampling):
     assert "eta must be in [0, 1]" in sampling.RecallSamplerDDIM.validate_inputs(eta=1.5)
     assert sampling.RecallSamplerDDIM.validate_inputs(eta=0.5) is True
+    assert sampling.RecallSamplerDDIM.validate_inputs(eta=0.5, step_target="diffusers") is True

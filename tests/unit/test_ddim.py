@@ -40,15 +40,15 @@ class Stride:
         return self.stride
 
 
-def diffusers_scheduler(spacing, prediction_type, zsnr, set_alpha_to_one=True, steps_offset=0):
+def diffusers_scheduler(spacing, prediction_type, zsnr, set_alpha_to_one=True, steps_offset=0, clip_sample=False):
     from diffusers import DDIMScheduler
     return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=set_alpha_to_one,
+                         beta_schedule="scaled_linear", clip_sample=clip_sample, set_alpha_to_one=set_alpha_to_one,
                          steps_offset=steps_offset, prediction_type=prediction_type,
                          timestep_spacing=spacing, rescale_betas_zero_snr=zsnr)
 
 
-def diffusers_loop(scheduler, steps, eta, step_noises, x_T, follow_list=False):
+def diffusers_loop(scheduler, steps, eta, step_noises, x_T, follow_list=False, start=0):
     """diffusers' DDIMScheduler.step over its own timesteps.
 
     follow_list=True makes each step go to the next listed timestep (the DDIM sub-sequence) instead of
@@ -60,6 +60,8 @@ def diffusers_loop(scheduler, steps, eta, step_noises, x_T, follow_list=False):
     timesteps = scheduler.timesteps.tolist()[:steps]
     x = x_T.clone()
     for i, t in enumerate(timesteps):
+        if i < start:  # img2img: diffusers' pipelines run the tail of the planned list
+            continue
         if follow_list:
             stride = t - timesteps[i + 1] if i + 1 < len(timesteps) else t + 1
             scheduler.num_inference_steps = Stride(stride)
@@ -284,6 +286,135 @@ def test_zero_snr_eta_one_from_the_terminal_timestep_stays_finite():
         x, _ = ddim.ddim_step(x, toy_output(x, t), schedule.alphas[i], schedule.alphas_prev[i], 1.0,
                               noises(10)[i], "v_prediction")
     assert schedule.alphas[0] == 0.0 and torch.isfinite(x).all()
+
+
+# ---------------------------------------------------------------- step_target "diffusers" and clip_sample
+
+# every spacing, step counts where diffusers' t - N // n is and is not the next listed timestep
+TARGET_CASES = [(spacing, offset, steps) for spacing, offset in [("leading", 1), ("trailing", 0), ("linspace", 0)]
+                for steps in (1, 2, 3, 7, 10, 25, 61)]
+
+
+def indexed_noise(sigmas, step_noises):
+    """A noise sampler that gives step i its own noise, however many steps draw (diffusers: variance_noise[i])."""
+    index = {float(s): i for i, s in enumerate(sigmas[:-1])}
+    return lambda s, s_next: step_noises[index[float(s)]]
+
+
+def test_diffusers_targets_jump_by_n_over_n_not_to_the_next_listed_timestep():
+    linspace = ddim_schedule.ddim_timesteps(10, 1000, "linspace")
+    assert ddim_schedule.diffusers_targets(linspace, 1000, 10) == [899, 788, 677, 566, 455, 344, 233, 122, 11, -1]
+    trailing = ddim_schedule.ddim_timesteps(7, 1000, "trailing")
+    assert trailing == [999, 856, 713, 570, 428, 285, 142]
+    assert ddim_schedule.diffusers_targets(trailing, 1000, 7) == [857, 714, 571, 428, 286, 143, 0]
+
+
+@pytest.mark.parametrize("spacing,offset,steps", [("leading", 1, 7), ("leading", 0, 10), ("trailing", 0, 10),
+                                                  ("trailing", 0, 8)])
+def test_both_step_targets_agree_where_diffusers_steps_to_the_next_listed_timestep(spacing, offset, steps):
+    ours = ddim_schedule.build_schedule(table(False), steps, spacing, offset, True, "next listed")
+    theirs = ddim_schedule.build_schedule(table(False), steps, spacing, offset, True, "diffusers")
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("zsnr", [False, True], ids=["plain", "zsnr"])
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+@pytest.mark.parametrize("eta", ETAS)
+@pytest.mark.parametrize("spacing,offset,steps", TARGET_CASES)
+def test_diffusers_step_target_loop_equals_diffusers_step(diffusers, spacing, offset, steps, eta, prediction, zsnr):
+    """No shim: diffusers' own step() against ddim_step over build_schedule(step_target="diffusers")."""
+    _skip_unsupported(spacing, offset, steps, prediction, zsnr, eta)
+    step_noises, x_T = noises(steps), initial_noise()
+    reference = diffusers_loop(diffusers_scheduler(spacing, prediction, zsnr, steps_offset=offset), steps, eta,
+                               step_noises, x_T)
+    schedule = ddim_schedule.build_schedule(table(zsnr), steps, spacing, offset, True, "diffusers")
+    x = x_T.clone()
+    for i, t in enumerate(schedule.timesteps):
+        x, _ = ddim.ddim_step(x, toy_output(x, t), schedule.alphas[i], schedule.alphas_prev[i], eta,
+                              step_noises[i], prediction)
+    assert relative_error(x, reference) < 1e-4
+
+
+@pytest.mark.parametrize("zsnr", [False, True], ids=["plain", "zsnr"])
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+@pytest.mark.parametrize("eta", ETAS)
+@pytest.mark.parametrize("spacing,offset,steps", TARGET_CASES)
+def test_comfy_space_sampler_with_diffusers_step_target_equals_diffusers_step(diffusers, spacing, offset, steps,
+                                                                             eta, prediction, zsnr):
+    _skip_unsupported(spacing, offset, steps, prediction, zsnr, eta)
+    step_noises, x_T = noises(steps), initial_noise()
+    scheduler = diffusers_scheduler(spacing, prediction, zsnr, steps_offset=offset)
+    if zsnr:
+        scheduler.alphas_cumprod[-1] = ddim_schedule.TERMINAL_ALPHA_CUMPROD
+    reference = diffusers_loop(scheduler, steps, eta, step_noises, x_T)
+
+    sigma_table = comfy_sigma_table(table(zsnr))
+    sigmas = ddim_schedule.schedule_sigmas_from_table(sigma_table, steps, spacing, offset, True)
+    out = ddim.sample_ddim(ToyComfyModel(sigma_table, prediction), x_T * math.sqrt(1.0 + float(sigmas[0]) ** 2),
+                           sigmas, eta=eta, noise_sampler=indexed_noise(sigmas, step_noises),
+                           step_alphas=ddim_schedule.diffusers_step_alphas(sigma_table, sigmas))
+    assert relative_error(out, reference) < 1e-4
+
+
+@pytest.mark.parametrize("spacing,offset", [("leading", 1), ("trailing", 0), ("linspace", 0)])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_diffusers_step_target_with_denoise_equals_diffusers_img2img_tail(diffusers, spacing, offset, eta):
+    """denoise 0.5 at 6 steps plans 12, as diffusers' img2img at strength 0.5 does, and strides by 1000 // 12."""
+    planned, kept = 12, 6
+    step_noises, x_start = noises(planned), initial_noise()
+    reference = diffusers_loop(diffusers_scheduler(spacing, "epsilon", False, steps_offset=offset), planned, eta,
+                               step_noises, x_start, start=planned - kept)
+    sigma_table = comfy_sigma_table(table(False))
+    sigmas = ddim_schedule.schedule_sigmas_from_table(sigma_table, kept, spacing, offset, True, denoise=0.5)
+    out = ddim.sample_ddim(ToyComfyModel(sigma_table, "epsilon"), x_start * math.sqrt(1.0 + float(sigmas[0]) ** 2),
+                           sigmas, eta=eta, noise_sampler=indexed_noise(sigmas, step_noises[planned - kept:]),
+                           step_alphas=ddim_schedule.diffusers_step_alphas(sigma_table, sigmas))
+    assert relative_error(out, reference) < 1e-4
+
+
+def test_the_plan_size_of_a_denoise_tail_is_the_planned_step_count():
+    sigma_table = comfy_sigma_table(table(False))
+    sigmas = ddim_schedule.schedule_sigmas_from_table(sigma_table, 6, "linspace", 0, True, denoise=0.5)
+    timesteps = ddim_schedule.timesteps_of_sigmas(sigma_table, sigmas[:-1], "test")
+    assert timesteps == ddim_schedule.ddim_timesteps(12, 1000, "linspace")[-6:]
+    assert ddim_schedule.find_plan_size(timesteps, 1000) == 12
+
+
+def test_diffusers_step_target_refuses_sigmas_off_the_training_table():
+    sigma_table = comfy_sigma_table(table(False))
+    with pytest.raises(ValueError, match="is not one of the model's training sigmas"):
+        ddim_schedule.diffusers_step_alphas(sigma_table, torch.tensor([14.0, 3.0, 0.0]))
+
+
+def test_diffusers_step_target_refuses_sigmas_that_stop_before_the_end():
+    sigma_table = comfy_sigma_table(table(False))
+    head = ddim_schedule.schedule_sigmas_from_table(sigma_table, 10, "linspace", 0, True)[:5]
+    with pytest.raises(ValueError, match="needs SIGMAS that end a DDIM schedule"):
+        ddim_schedule.diffusers_step_alphas(sigma_table, head)
+
+
+def test_an_unknown_step_target_is_a_clear_error():
+    with pytest.raises(ValueError, match="step_target 'next' is not supported"):
+        ddim_schedule.build_schedule(table(False), 10, "leading", 1, True, "next")
+
+
+@pytest.mark.parametrize("spacing,offset", [("leading", 1), ("linspace", 0)])
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_clip_sample_equals_diffusers_clip_sample(diffusers, spacing, offset, eta):
+    """clip_sample (diffusers' default True, range 1) clamps the predicted x_0; SD configs turn it off."""
+    steps = 10
+    step_noises, x_T = noises(steps), initial_noise() * 3.0  # large enough that x_0 leaves [-1, 1]
+    scheduler = diffusers_scheduler(spacing, "epsilon", False, steps_offset=offset, clip_sample=True)
+    reference = diffusers_loop(scheduler, steps, eta, step_noises, x_T)
+    unclipped = diffusers_loop(diffusers_scheduler(spacing, "epsilon", False, steps_offset=offset), steps, eta,
+                               step_noises, x_T)
+    assert relative_error(unclipped, reference) > 1e-2  # the clamp matters in this case
+    sigma_table = comfy_sigma_table(table(False))
+    sigmas = ddim_schedule.schedule_sigmas_from_table(sigma_table, steps, spacing, offset, True)
+    out = ddim.sample_ddim(ToyComfyModel(sigma_table, "epsilon"), x_T * math.sqrt(1.0 + float(sigmas[0]) ** 2),
+                           sigmas, eta=eta, noise_sampler=indexed_noise(sigmas, step_noises), clip_sample=1.0,
+                           step_alphas=ddim_schedule.diffusers_step_alphas(sigma_table, sigmas))
+    assert relative_error(out, reference) < 1e-4
 
 
 # ---------------------------------------------------------------- invariants
