@@ -7,7 +7,8 @@ Run from the repo root with ComfyUI's venv. Three rows per sampler:
 * own:  the sampler function alone with a free model (x -> 0.9 x) on a 1x4x64x64 latent (512 px):
         the step math, the loop and the noise draws, nothing else.
 * toy:  comfy.samplers.sample end to end (CFGGuider, KSAMPLER wrapper, cfg 1) on ComfyUI's SD15
-        BaseModel whose UNet is swapped for x -> 0.1 x: ComfyUI's per-step machinery plus the sampler.
+        BaseModel whose UNet is swapped for x -> 0.1 x: ComfyUI's per-step machinery plus the sampler
+        (here also step_target diffusers, whose per-run table look-up needs the model's own sigmas).
 * sd15: the same on the harness's random-weight full-width SD1.5 UNet at a 16x16 latent (128 px), where
         the model dominates (skipped with --no-sd15 or when the checkpoint is missing).
 
@@ -40,6 +41,8 @@ def _samplers(sampling_nodes):
         "euler": comfy.samplers.sampler_object("euler"),
         "recall_ddim_eta0": sampling_nodes.RecallSamplerDDIM.execute(0.0).result[0],
         "recall_ddim_eta1": sampling_nodes.RecallSamplerDDIM.execute(1.0).result[0],
+        # diffusers' step target: looks the sigmas up in the model's table once per run
+        "recall_ddim_diffusers": sampling_nodes.RecallSamplerDDIM.execute(0.0, "diffusers").result[0],
         "euler_ancestral_eta1": comfy.samplers.ksampler("euler_ancestral", {"eta": 1.0}),
         "comfy_ddim": comfy.samplers.sampler_object("ddim"),
     }

@@ -3,8 +3,10 @@
 RecallSamplerDDIM gives a SAMPLER for SamplerCustom / SamplerCustomAdvanced: a k-diffusion-style
 function (lib/ddim.py) wrapped by comfy.samplers.KSAMPLER, which also handles denoise masks
 (inpainting), the progress bar and latent previews through the per-step callback; interruption is
-raised by the model calls.  RecallDDIMScheduler gives SIGMAS for the timesteps diffusers'
-DDIMScheduler would use, taken from the model's own training schedule.
+raised by the model calls. Its step_target picks where a step lands: the next listed timestep, or
+t - N // n as diffusers' DDIMScheduler.step() computes it (lib/ddim_schedule.diffusers_step_alphas).
+RecallDDIMScheduler gives SIGMAS for the timesteps diffusers' DDIMScheduler would use, taken from
+the model's own training schedule.
 
 set_ksampler_ddim(True) adds "ddim_eta" to the regular KSampler's sampler list (config key
 ddim_in_ksampler, env RECALL_DDIM_IN_KSAMPLER=1; off by default because it edits ComfyUI's lists).
@@ -192,7 +194,9 @@ class RecallDDIMScheduler(io.ComfyNode):
                                         "(Lin et al. 2024, Table 2). leading: every N//steps from "
                                         "steps_offset (SD1.5/SDXL default); trailing: from the last "
                                         "timestep down (use with zero-SNR models); linspace: evenly "
-                                        "from the last timestep to 0.")),
+                                        "from the last timestep to 0. To reproduce diffusers with "
+                                        "linspace or trailing, set the sampler's step_target to "
+                                        "diffusers.")),
                 io.Int.Input("steps_offset", default=1, min=0, max=999,
                              tooltip=("Added to every timestep with leading spacing (1 in the SD1.5 and "
                                       "SDXL configs, 0 in diffusers' default). Ignored by trailing and "

@@ -1,6 +1,7 @@
 """DDIM workflows run to completion in a live ComfyUI on the random-weight SD1.5 checkpoint (64x64 px, 3 steps).
 
-1. SamplerCustom with DDIM Sampler (Recall) + DDIM Scheduler (Recall), eta 0.5.
+1. SamplerCustom with DDIM Sampler (Recall) + DDIM Scheduler (Recall), eta 0.5: as a prompt saved before the
+   sampler's step_target input existed (no such key), and with step_target "diffusers" on linspace.
 2. With RECALL_DDIM_IN_KSAMPLER=1, the regular KSampler lists "ddim_eta" and runs it.
 
 Both run on one server started with the setting on (one server for the module, stopped after it).
@@ -34,11 +35,13 @@ def _decode_and_save(prompt: dict, samples: list, prefix: str) -> dict:
     return prompt
 
 
-def _sampler_custom_workflow(checkpoint: str) -> dict:
+def _sampler_custom_workflow(checkpoint: str, step_target=None, spacing="trailing") -> dict:
     prompt = _common(checkpoint)
     prompt["5"] = {"class_type": "RecallSamplerDDIM", "inputs": {"eta": 0.5}}
+    if step_target is not None:
+        prompt["5"]["inputs"]["step_target"] = step_target
     prompt["6"] = {"class_type": "RecallDDIMScheduler",
-                   "inputs": {"model": ["1", 0], "steps": 3, "timestep_spacing": "trailing", "steps_offset": 1,
+                   "inputs": {"model": ["1", 0], "steps": 3, "timestep_spacing": spacing, "steps_offset": 1,
                               "set_alpha_to_one": True, "rescale_zero_terminal_snr": False, "denoise": 1.0}}
     prompt["7"] = {"class_type": "SamplerCustom",
                    "inputs": {"model": ["1", 0], "add_noise": True, "noise_seed": 3, "cfg": 1.0,
@@ -62,9 +65,12 @@ def _saved_image(server, result, node="9"):
     return server.output_dir / images[0]["subfolder"] / images[0]["filename"]
 
 
-def test_sampler_custom_with_recall_ddim_runs_to_completion(ddim_server, models):
+@pytest.mark.parametrize("step_target,spacing", [(None, "trailing"), ("diffusers", "linspace")],
+                         ids=["saved-before-step_target", "diffusers-linspace"])
+def test_sampler_custom_with_recall_ddim_runs_to_completion(ddim_server, models, step_target, spacing):
     client = ComfyClient(ddim_server.url)
-    result = client.run_prompt(_sampler_custom_workflow(models["sd15_checkpoint"].name), timeout_s=300)
+    prompt = _sampler_custom_workflow(models["sd15_checkpoint"].name, step_target, spacing)
+    result = client.run_prompt(prompt, timeout_s=300)
     assert result.ok, result.errors
     assert {"5", "6", "7", "8", "9"} <= set(result.executed)
     assert _saved_image(ddim_server, result).exists()
@@ -77,3 +83,11 @@ def test_ksampler_lists_and_runs_ddim_eta_when_the_setting_is_on(ddim_server, mo
     result = client.run_prompt(_ksampler_workflow(models["sd15_checkpoint"].name), timeout_s=300)
     assert result.ok, result.errors
     assert "7" in result.executed and _saved_image(ddim_server, result).exists()
+
+
+def test_step_target_is_the_last_widget_and_optional_so_saved_workflows_keep_their_values(ddim_server):
+    # the page assigns a saved node's widgets_values by position and leaves later widgets at their
+    # defaults; the server skips a missing optional input (a missing required one fails validation)
+    info = ComfyClient(ddim_server.url).object_info()["RecallSamplerDDIM"]
+    assert info["input_order"] == {"required": ["eta"], "optional": ["step_target"]}
+    assert info["input"]["optional"]["step_target"][1]["default"] == "next listed"
