@@ -186,3 +186,13 @@ def test_a_link_changed_after_the_start_voids_the_proof(tmp_path):
     folder_link = tmp_path / "bin"
     folder_link.symlink_to(os.path.dirname(target))
     assert not unchanged_since([str(folder_link / os.path.basename(target))], before)
+
+
+IMPORTED_AT = time.time()
+
+
+def test_process_start_time_precedes_anything_this_process_did():
+    from recall_pack.nodes.lib.file_digest import process_start_time
+    started = process_start_time()
+    assert started is not None
+    assert started <= IMPORTED_AT + 0.05  # clock-tick granularity of /proc's start time
