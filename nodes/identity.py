@@ -29,6 +29,7 @@ import json
 import logging
 import threading
 import weakref
+from pathlib import Path
 
 import torch
 from ..cache.fingerprint import FingerprintMemo, fingerprint_patches, fingerprint_structure, fingerprint_tensors
@@ -143,9 +144,20 @@ def configure_persistence(memo: WeightsMemo | None | object = _UNSET, started_at
 def _memo() -> WeightsMemo | None:
     with _lock:
         if _persist["memo"] is _UNSET:
-            from . import runtime
-            _persist["memo"] = WeightsMemo(runtime.default_disk_dir() / MEMO_FILE)
+            _persist["memo"] = _default_memo()
         return _persist["memo"]
+
+
+def _default_memo() -> WeightsMemo | None:
+    """The memo in the disk tier's folder (the configured disk_dir, else the user folder's)."""
+    try:
+        from . import runtime
+        configured = runtime.get_config().disk_dir
+        return WeightsMemo(Path(configured).expanduser() / MEMO_FILE if configured
+                           else runtime.default_disk_dir() / MEMO_FILE)
+    except Exception as exc:  # no config or folder: identities are then hashed, as before
+        _log.warning("[Recall] encoder identity memo unavailable (%s); models are fingerprinted by their weights.", exc)
+        return None
 
 
 def _started_at() -> float | None:

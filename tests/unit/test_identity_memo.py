@@ -196,3 +196,10 @@ def test_process_start_time_precedes_anything_this_process_did():
     started = process_start_time()
     assert started is not None
     assert started <= IMPORTED_AT + 0.05  # clock-tick granularity of /proc's start time
+
+
+def test_memo_lives_in_the_configured_cache_folder(tmp_path, monkeypatch):
+    from recall_pack.cache.config import CacheConfig
+    from recall_pack.nodes import runtime
+    monkeypatch.setattr(runtime, "get_config", lambda: CacheConfig(disk_dir=str(tmp_path / "disk")))
+    assert identity._default_memo().path == tmp_path / "disk" / identity.MEMO_FILE
