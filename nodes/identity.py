@@ -15,9 +15,11 @@ files and their folders have not changed since this process started, the model h
 exactly what the files held, and the weights' fingerprint is remembered in a
 persistent memo (cache/weights_memo.py) keyed by the loader, its options and the
 files' stamps. Any doubt (a file changed while the server ran, a loader from another
-pack, no process start time) falls back to hashing. Nothing here loads a model onto the accelerator: weights are read where
-they are (cache.fingerprint copies what it needs), and never through ModelPatcher calls
-that load, eject or patch.
+pack, no process start time) falls back to hashing.
+
+Nothing here loads a model onto the accelerator: weights are read where they are
+(cache.fingerprint copies what it needs), and never through ModelPatcher calls that
+load, eject or patch.
 
 Objects are duck-typed (the attributes ComfyUI 0.3.64 gives them) so that tests can
 fingerprint small stand-ins and so that this module imports without ComfyUI.
