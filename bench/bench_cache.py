@@ -199,7 +199,7 @@ def print_table(r: dict) -> None:
     wan_key = next((row for row in r["keys"] if row["shape"] == [81, 480, 832, 3]), None)
     wan_encode = enc.get("wan 1x16x21x60x104", {}).get("seconds")
     if wan_key:
-        share = f", {wan_key["seconds"] / wan_encode * 100:.2g}% of its encode" if wan_encode else ""
+        share = f", {wan_key['seconds'] / wan_encode * 100:.2g}% of its encode" if wan_encode else ""
         print(f"hashing a Wan 81x480x832 clip passed to vae.encode ({wan_key['bytes'] / 1e6:.0f} MB float32): "
               f"{wan_key['seconds'] * 1e3:.0f} ms{share}")
     if "skipped" in enc:
