@@ -210,8 +210,15 @@ def attach_origin(module, origin) -> bool:
         proof = _proof(origin)
         memo = _memo() if proof is not None else None
         if memo is not None:
-            memo.record(origin.key, proof, fingerprint_structure(module.state_dict()), fingerprint)
+            memo.record(origin.key, proof, _structure(module), fingerprint)
     return True
+
+
+def _structure(module) -> str:
+    """Names, dtypes and shapes of the live tensors (state_dict() would detach each one: slower)."""
+    tensors = dict(module.named_parameters())
+    tensors.update(module.named_buffers())
+    return fingerprint_structure(tensors)
 
 
 def _proof(origin) -> list | None:
@@ -236,7 +243,7 @@ def _base_weights(module, patcher) -> str:
     memo = _memo() if proof is not None else None
     structure = None
     if memo is not None:
-        structure = fingerprint_structure(module.state_dict())
+        structure = _structure(module)
         known = memo.lookup(origin.key, proof, structure)
         if known is not None:
             return known

@@ -212,3 +212,14 @@ def test_weights_of_a_patched_clone_are_not_taken_for_the_base(restart):
             identity._base_weights(module, base)
     finally:
         clone.unpatch_model()
+
+
+def test_a_name_found_in_two_model_folders_has_no_origin(models, tmp_path):
+    import folder_paths
+    from recall_pack.nodes.model_origin import origin_of
+    name = "recall_test_twice_vae.safetensors"
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / name).write_bytes(models["sd15_vae"].read_bytes()[:1024])
+        folder_paths.add_model_folder_path("vae", str(tmp_path / sub))
+    assert origin_of(graph("VAELoader", {"vae_name": name}, "vae"), "9", "vae", "vae") is None
