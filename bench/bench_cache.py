@@ -1,6 +1,11 @@
 """Cache-engine benchmark: key throughput, encoder fingerprint cost, tier latency vs. VAE encode time.
 
-    python -m bench.bench_cache [--quick] [--comfyui PATH] [--no-encode]
+    python -m bench.bench_cache [--quick] [--comfyui PATH] [--no-encode] [--no-identity] [--redis-url URL]
+
+Also (bench_identity.py): the first encoder identity after a restart, hashed vs. remembered,
+for models loaded through the core loader nodes (needs ComfyUI), and a new process's first
+Redis lookup with and without the start-up warm-up (a real server with --redis-url, else a
+fakeredis TCP server).
 
 Run from the repo root. Prints a table and writes bench/results/cache-<time>.json.
 The encode column needs ComfyUI: run with ComfyUI's venv python and COMFYUI_PATH (or --comfyui)
@@ -18,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO, median_seconds, progress, register_pack
+from . import bench_identity
+from .common import REPO, median_seconds, progress, register_pack, use_comfyui
 MODELS = Path.home() / ".cache" / "comfyui-recall" / "models-v1"
 
 
@@ -140,6 +146,8 @@ def main(argv=None) -> int:
     ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="ComfyUI source folder")
     ap.add_argument("--no-encode", action="store_true", help="skip the VAE encode timings")
     ap.add_argument("--wan-size", default="240x416", help="HxW the Wan VAE encode is timed at (480x832 needs >10 GB)")
+    ap.add_argument("--no-identity", action="store_true", help="skip the identity-after-restart timings")
+    ap.add_argument("--redis-url", default=None, help="a Redis for the first-lookup timing (default: fakeredis)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # one core: the issue's throughput target is per core
@@ -156,7 +164,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     results["encode"] = {"skipped": "--no-encode"} if args.no_encode else bench_encode(
         args.comfyui, args.quick, tuple(int(v) for v in args.wan_size.split("x")))
+    results["identity_restart"] = []
+    if args.comfyui and not args.no_identity:
+        use_comfyui(args.comfyui)
+        results["identity_restart"] = bench_identity.bench_identity_restart(args.quick)
+    progress("redis first lookup")
+    results["redis_first_lookup"] = bench_identity.bench_redis_first_lookup(args.redis_url, args.quick)
     print_table(results)
+    bench_identity.print_rows(results["identity_restart"], results["redis_first_lookup"])
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"cache-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -181,6 +196,12 @@ def print_table(r: dict) -> None:
         e_ms = f"{e * 1e3:10.1f}" if e else f"{'-':>10}"
         ratio = f"{e * 1e3 / row['get_ms']:9.0f}x" if e else f"{'-':>10}"
         print(f"{row['latent']:>20} {row['tier']:>5} {row['put_ms']:9.3f} {row['get_ms']:9.3f} {e_ms} {ratio}")
+    wan_key = next((row for row in r["keys"] if row["shape"] == [81, 480, 832, 3]), None)
+    wan_encode = enc.get("wan 1x16x21x60x104", {}).get("seconds")
+    if wan_key:
+        share = f", {wan_key['seconds'] / wan_encode * 100:.2g}% of its encode" if wan_encode else ""
+        print(f"hashing a Wan 81x480x832 clip passed to vae.encode ({wan_key['bytes'] / 1e6:.0f} MB float32): "
+              f"{wan_key['seconds'] * 1e3:.0f} ms{share}")
     if "skipped" in enc:
         print(f"encode times skipped: {enc['skipped']}")
     elif any(v.get("extrapolated") for v in enc.values() if isinstance(v, dict)):

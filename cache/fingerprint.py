@@ -27,6 +27,20 @@ def fingerprint_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def fingerprint_structure(tensors: Mapping[str, torch.Tensor]) -> str:
+    """Names, dtypes and shapes of a state dict, without reading a byte of its data.
+
+    Cheap enough for every lookup of a remembered identity: it tells a model loaded
+    another way (another dtype, converted keys, another class) from the one remembered.
+    """
+    h = xxhash.xxh3_128()
+    h.update(f"structure|{len(tensors)}|".encode())
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\n".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
 def fingerprint_patches(patches: Iterable[tuple[str, float, str]]) -> str:
     """(source fingerprint, strength, target) triples -> one order-insensitive fingerprint."""
     items = sorted(json.dumps([str(src), repr(float(strength)), str(target)])
@@ -87,6 +101,16 @@ class FingerprintMemo:
                 slot.values.pop(next(iter(slot.values)))
             slot.values[token] = value
             return value
+
+    def peek(self, obj, token) -> str | None:
+        """The memoised value, or None; never computes."""
+        oid = id(obj)
+        with self._lock:
+            slot = self._slots.get(oid)
+            if slot is None or slot.ref() is not obj:
+                return None
+        with slot.lock:
+            return slot.values.get(token)
 
     def __len__(self) -> int:
         with self._lock:

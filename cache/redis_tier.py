@@ -17,7 +17,7 @@ Redis must never slow a workflow down or break it:
   the write with a counted warning; a full Redis (OOM) skips the write with a
   warning and keeps reads working.
 redis-py is imported only when the tier first talks to Redis, so the pack loads
-without it.
+without it; warm_up() does that first talk at start-up, in the background.
 """
 import atexit
 import logging
@@ -226,6 +226,14 @@ class RedisTier(Tier):
             raise
         self._succeeded()
         return result
+
+    def warm_up(self) -> bool:
+        """Import redis-py and open the lookup connection now, so the first lookup pays neither.
+
+        Called once from a background thread at start-up. A Redis that is down costs one
+        timeout here, warns once and opens the breaker, exactly as a failed lookup would.
+        """
+        return bool(self._call("connect", lambda c: c.ping(), default=False))
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, namespace: str, key: str) -> Entry | None:

