@@ -36,7 +36,7 @@ def check(tier, ops, clock, entry_cap):
             tier.configure(max_bytes=op[1])
         stats = tier.stats().get("ns")
         if stats is not None:
-            assert stats.bytes <= tier._index.max_bytes
+            assert stats.bytes <= tier.max_bytes
             assert stats.entries <= entry_cap
 
 
