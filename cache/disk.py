@@ -115,9 +115,8 @@ class DiskTier(Tier):
 
     def _connect(self) -> DiskIndex:
         self.base.mkdir(parents=True, exist_ok=True)
-        root = self.root.resolve()
-        if root != self.base.resolve().parent:
-            raise NotOurs(errno.ELOOP, "the layout folder is a link out of the cache folder", str(self.base))
+        if shard_state(self.base) != "dir":  # the root may be a link (the admin's choice); nothing below it
+            raise NotOurs(errno.ELOOP, "a link or a file where the cache's own folder belongs", str(self.base))
         path = self.base / INDEX_NAME
         if not self._rebuild:
             try:
@@ -238,7 +237,7 @@ class DiskTier(Tier):
         path = self._path(hexid, row.alt if row is not None else 0)
         data = b""
         try:
-            if shard_state(path.parent) != "dir":
+            if shard_state(path.parent) != "dir" or (direct and shard_state(self.base) != "dir"):
                 raise NotOurs(errno.ENOTDIR, "the shard is not a plain folder", str(path.parent))
             data = read_entry(path)
             value, doc = serialize.loads(data)
