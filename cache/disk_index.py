@@ -101,6 +101,9 @@ def is_damage(exc: BaseException) -> bool:
         type(exc) is sqlite3.DatabaseError)
 
 
+DB_ERRORS = (sqlite3.Error, IndexDamaged)  # what an index operation may raise
+
+
 class DiskIndex:
     def __init__(self, path: Path):
         self.path = Path(path)
