@@ -232,8 +232,9 @@ class DiskIndex:
         return [Row(*r) for r in self.conn.execute(q, args)]
 
     def keys(self, ns: str) -> list[str]:
+        """Reverse eviction order: the first listed goes last (pinned newest first, then the others)."""
         return [k for (k,) in self.conn.execute(
-            "SELECT key FROM entries WHERE ns = ? AND state = 1 ORDER BY lru DESC", (ns,))]
+            "SELECT key FROM entries WHERE ns = ? AND state = 1 ORDER BY pinned DESC, lru DESC", (ns,))]
 
     def recent(self, ns: str, limit: int) -> list[tuple[str, str]]:
         return [(k, label) for k, label in self.conn.execute(

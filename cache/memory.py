@@ -62,7 +62,7 @@ class MemoryTier(Tier):
             return False
         with self._lock:
             now = self.clock()
-            slot = Slot(size, self._index.expiry(meta, now), meta, stored, now)
+            slot = Slot(size, meta, stored, now)
             self._index.commit(namespace, key, slot)
         return True
 
