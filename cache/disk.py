@@ -1,273 +1,421 @@
-"""The cold tier: one safetensors file per entry in sharded folders, surviving restarts.
+"""The cold tier: one safetensors file per entry in sharded folders, indexed in SQLite, surviving restarts.
 
-Layout: <root>/v1/<2 hex>/<xxh3_128(namespace, key)>.safetensors. Each file is
-serialize.dumps() output, whose metadata carries the key, the namespace, the
-entry's meta and a checksum. Files are written to a temporary name and renamed,
-so a reader sees a whole entry or none. The byte index is built lazily from the
-folder on first use (never at import); a damaged, truncated or foreign file is
-a miss, is removed, and is warned about once. A full disk or an unwritable
-folder turns writes into skipped writes with one warning per outage.
+Each file is serialize.dumps() output whose metadata carries the key, the namespace,
+the entry's meta and a checksum (disk_files.py has the layout). The index
+(disk_index.py, <root>/v1/index.sqlite3) holds every entry's bookkeeping, so a lookup
+reads a few index pages and one file whatever the number of entries, also the first
+lookup after a restart; workers sharing the folder share the index, and so see each
+other's entries and hold one cap together. A put reserves its bytes in the index
+(evicting least recently used entries, unpinned first, and expired ones), writes a
+temporary file, then renames it into place and marks the row stored in one
+transaction: a crash loses at most the entry being written. A missing or damaged
+index is rebuilt from the files in the background (disk_sweep.py) while lookups read
+the entry's file directly. A damaged file is a miss, is removed, and is warned about
+once; a full disk or an unwritable folder turns writes into skipped writes.
 """
 import errno
 import logging
 import os
+import sqlite3
+import threading
 import time
-import uuid
+import weakref
 from pathlib import Path
 from typing import Callable
 
-import xxhash
-
 from . import serialize
-from .errors import CorruptEntry, UnstorableValue
-from .tier import Entry, EntryMeta, LruIndex, Slot, Tier
+from .disk_files import (INDEX_NAME, LAYOUT, NotOurs, entry_id, file_name, is_foreign,
+                         read_entry, remove_own, shard_state)
+from .disk_index import DB_ERRORS as _DB_ERRORS
+from .disk_index import STORED, WRITING, DiskIndex, IndexDamaged, Row, is_damage
+from .disk_write import DiskWrites, _token, entry_meta
+from .errors import CorruptEntry
+from .tier import Entry, Tier
 
 _log = logging.getLogger("recall.cache")
-LAYOUT = "v1"
-SUFFIX = ".safetensors"
-_MAX_HEADER = 16 * 2**20
+_TIERS: "weakref.WeakSet[DiskTier]" = weakref.WeakSet()
+_INHERITED: list = []  # connections inherited through fork: never used, never closed (SQLite's rule)
 
 
-def _meta_doc(namespace: str, key: str, meta: EntryMeta, stored: float) -> dict:
-    return {"namespace": namespace, "key": key, "stored": stored,
-            "compute_seconds": meta.compute_seconds, "created": meta.created,
-            "label": meta.label, "pinned": meta.pinned, "ttl_seconds": meta.ttl_seconds}
-
-
-def _entry_meta(doc: dict) -> EntryMeta:
-    try:
-        ttl = doc.get("ttl_seconds")
-        return EntryMeta(float(doc["compute_seconds"]), float(doc["created"]), str(doc.get("label", "")),
-                         bool(doc.get("pinned", False)), None if ttl is None else float(ttl))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptEntry(f"entry metadata is incomplete: {exc}") from exc
-
-
-class DiskTier(Tier):
+class DiskTier(DiskWrites, Tier):
     persistent = True
+    STALE_WRITE_SECONDS = 600.0  # a reservation this old (tier clock) belongs to a writer that died
+    RECENT = 64
 
     def __init__(self, name: str, root: Path, max_bytes: int, ttl_seconds: float | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, *, max_entries: int | None = None,
+                 background: bool = True):
         # wall clock by default: entries outlive the process, so TTLs must too
         super().__init__(name, clock=clock)
         self.root = Path(root)
-        self._index = LruIndex(max_bytes, None, ttl_seconds)
-        self._loaded = False
+        self.base = self.root / LAYOUT
+        self.max_bytes = int(max_bytes)
+        self.max_entries = max_entries
+        self.ttl_seconds = None if ttl_seconds is None else float(ttl_seconds)
+        self.background = background  # False: maintenance runs only when maintain() is called
+        self._db: DiskIndex | None = None
+        self._db_pid = 0
+        self._rebuild = False       # the next open moves a damaged index aside
+        self._complete = False      # the index knows every file (else lookups also try the file)
+        self._retry_at = 0.0        # time.monotonic() before which a failed open is not retried
+        self._maint: threading.Thread | None = None
+        self._stop = threading.Event()
+        _TIERS.add(self)
 
     def describe(self) -> str:
-        return f"{self.name} {self._index.max_bytes / 2**30:.3g}GB at {self.root}"
+        return f"{self.name} {self.max_bytes / 2**30:.3g}GB at {self.root}"
 
-    def path_for(self, namespace: str, key: str) -> Path:
-        digest = xxhash.xxh3_128(f"{namespace}\0{key}".encode("utf-8", "surrogatepass")).hexdigest()
-        return self.root / LAYOUT / digest[:2] / (digest + SUFFIX)
+    def path_for(self, namespace: str, key: str, alt: int = 0) -> Path:
+        hexid = entry_id(namespace, key)
+        return self.base / hexid[:2] / file_name(hexid, alt)
 
-    # -- the lazy index --------------------------------------------------------------
-    def _ensure_index(self) -> None:
-        if self._loaded:
-            return
-        with self._lock:
-            if self._loaded:
-                return
-            found = []
-            base = self.root / LAYOUT
+    def _path(self, hexid: str, alt: int) -> Path:
+        return self.base / hexid[:2] / file_name(hexid, alt)
+
+    # -- the index -----------------------------------------------------------------------
+    def _index(self) -> DiskIndex | None:
+        """The open index, opened on first use (never at construction); None while it cannot be."""
+        if self._db is not None and self._db_pid == os.getpid():
+            return self._db
+        if self._db is not None:
+            _INHERITED.append(self._db)
+            self._db = None
+        if time.monotonic() < self._retry_at:
+            return None
+        try:
+            db = self._connect()
+            self._complete = db.get_meta("complete") == 1
+            over = self._over(db, 0)
+        except (OSError, *_DB_ERRORS) as exc:
+            self._retry_at = time.monotonic() + 5.0
+            self.report_failure("open its index", exc)
+            return None
+        self._db, self._db_pid = db, os.getpid()
+        if (not self._complete or over) and self.background:
+            self._start_maintenance()
+        return db
+
+    def _connect(self) -> DiskIndex:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if shard_state(self.base) != "dir":  # the root may be a link (the admin's choice); nothing below it
+            raise NotOurs(errno.ELOOP, "a link or a file where the cache's own folder belongs", str(self.base))
+        path = self.base / INDEX_NAME
+        if not self._rebuild:
             try:
-                paths = list(base.glob("*/*")) if base.is_dir() else []
-            except OSError as exc:
-                self.report_failure("read its folder", exc)
-                paths = []
-            for path in paths:
-                record = self._scan_file(path)
-                if record is not None:
-                    found.append(record)
-            found.sort(key=lambda r: r[0])  # oldest use first = LRU order
-            for mtime, ns, key, slot in found:
-                self._index.slots[(ns, key)] = slot
-                self._index.used += slot.size
-            doomed = self._index.shrink(self.clock())  # the cap may have been lowered since
-            self._loaded = True
-        self._unlink_slots(doomed)
+                return DiskIndex(path)
+            except IndexDamaged as exc:
+                reason = exc
+        else:
+            reason = "damaged while in use"
+        _log.warning("[Recall] cache: the disk index %s is damaged (%s); it is rebuilt from the entry files "
+                     "in the background, and entries stay readable meanwhile.", path, reason)
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(f"{path}{suffix}")
+            except FileNotFoundError:
+                pass
+        self._rebuild = False
+        return DiskIndex(path)
 
-    def _scan_file(self, path: Path):
-        if path.name.endswith(".tmp"):
-            self._unlink(path)  # left by a crash mid-write
-            return None
-        if not path.name.endswith(SUFFIX):
-            return None  # not ours to judge: only entry-named files are removed
-        try:
-            st = path.stat()
-            doc = self._read_header(path)
-            m = doc["meta"]
-            ns, key = m["namespace"], m["key"]
-            if path != self.path_for(ns, key):
-                raise CorruptEntry("file name does not match its key")
-            meta = _entry_meta(m)
-            stored = float(m.get("stored", st.st_mtime))
-        except (CorruptEntry, KeyError, TypeError) as exc:
-            self._corrupt(path, exc)
-            return None
-        except OSError:
-            return None
-        slot = Slot(st.st_size, self._index.expiry(meta, stored), meta, path, stored)
-        return st.st_mtime, ns, key, slot
+    def _db_failure(self, action: str, exc: BaseException) -> None:
+        if is_damage(exc) and self._db is not None:
+            self._db.close()
+            self._db, self._rebuild, self._complete = None, True, False
+        self.report_failure(action, exc)
 
-    @staticmethod
-    def _read_header(path: Path) -> dict:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise CorruptEntry("file shorter than a safetensors header")
-            size = int.from_bytes(head, "little")
-            if size <= 0 or size > _MAX_HEADER:
-                raise CorruptEntry(f"implausible header length {size}")
-            header = fh.read(size)
-            if len(header) < size:
-                raise CorruptEntry("header truncated")
-        return serialize.parse_header(header)
+    def _is_complete(self, db: DiskIndex) -> bool:
+        if not self._complete:  # another worker may have finished the rebuild
+            self._complete = db.get_meta("complete") == 1
+        return self._complete
 
-    def _corrupt(self, path: Path, exc: Exception) -> None:
-        self._unlink(path)
-        self.warn_once("corrupt", f"[Recall] cache: removed damaged cache file {path} ({exc}); "
-                                  "it counts as a miss. Further damaged files are logged at debug level.")
+    def _over(self, db: DiskIndex, size: int, entries: int = 0) -> bool:
+        n, b = db.totals()
+        return b + size > self.max_bytes or (self.max_entries is not None and n + entries > self.max_entries)
 
-    @staticmethod
-    def _unlink(path: Path) -> None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            _log.debug("could not remove %s: %s", path, exc)
+    def _drop(self, db: DiskIndex, rows: list[Row]) -> list[Row]:
+        """Delete rows and their files (inside the caller's transaction); returns the stored ones."""
+        gone = []
+        for r in rows:
+            if db.delete(r.id, r.token):
+                hexid = r.id.hex()
+                remove_own(self._path(hexid, r.alt))
+                if r.state == WRITING:
+                    remove_own(self.base / hexid[:2] / f".{hexid}.{r.token:x}.tmp")
+                else:
+                    gone.append(r)
+        return gone
 
-    def _unlink_slots(self, slots) -> None:
-        for _, slot in slots:
-            self._unlink(slot.payload)
+    def _count_evicted(self, rows) -> None:
+        for r in rows:
+            self._count(r.ns).evictions += 1
 
-    # -- the interface -----------------------------------------------------------------
+    def _make_room(self, db: DiskIndex, size: int, entries: int, now: float) -> bool:
+        """Evict (stale reservations, expired entries, then least recently used) until it fits."""
+        gone = self._drop(db, db.stale_writes(now - self.STALE_WRITE_SECONDS, 8))
+        gone += self._drop(db, db.expired(now, self.ttl_seconds, 16))
+        fits = True
+        while self._over(db, size, entries):
+            victims = db.oldest(8)
+            if not victims:
+                fits = False  # only reservations hold the space: refuse rather than pass the cap
+                break
+            for v in victims:
+                gone += self._drop(db, [v])
+                if not self._over(db, size, entries):
+                    break
+        self._count_evicted(gone)
+        return fits
+
+    def purge_expired(self, batch: int = 1000) -> int:
+        """Remove every expired entry (each costs O(log n); live entries are not read)."""
+        removed = 0
+        while True:
+            with self._lock:
+                db = self._index()
+                if db is None:
+                    return removed
+                try:
+                    with db.write():
+                        gone = self._drop(db, db.expired(self.clock(), self.ttl_seconds, batch))
+                except _DB_ERRORS as exc:
+                    self._db_failure("expire entries", exc)
+                    return removed
+                self._count_evicted(gone)
+            removed += len(gone)
+            if len(gone) < batch:
+                return removed
+
+    # -- the interface -------------------------------------------------------------------
     def get(self, namespace: str, key: str) -> Entry | None:
-        self._ensure_index()
-        path = self.path_for(namespace, key)
+        hexid = entry_id(namespace, key)
+        id_ = bytes.fromhex(hexid)
+        row, direct = None, False
         with self._lock:
-            slot, expired = self._index.lookup(namespace, key, self.clock())
-            if expired is not None:
-                self._count(namespace).evictions += 1
-        if expired is not None:
-            self._unlink(path)
-        if slot is None and (expired is not None or not path.exists()):
+            db = self._index()
+            try:
+                if db is None:
+                    direct = True  # no index (read-only folder, say): read the file itself
+                else:
+                    row = db.row(id_)
+                    if row is not None and ((row.ns, row.key) != (namespace, key) or row.state != STORED):
+                        row = None  # another key with the same 128-bit id, or still being written
+                    elif row is not None and row.expired(self.clock(), self.ttl_seconds):
+                        with db.write():
+                            self._count_evicted(self._drop(db, [row]))
+                        row = None
+                    elif row is None:
+                        direct = not self._is_complete(db)  # a rebuild is under way: the file may be unknown
+                        if direct:
+                            row = None
+                        else:
+                            self._count(namespace).misses += 1
+                            return None
+            except _DB_ERRORS as exc:
+                self._db_failure("read its index", exc)
+                row, direct = None, True
+        if row is None and not direct:
             self.record_miss(namespace)
             return None
-        # not in our index but on disk: another worker sharing the folder wrote it
+        path = self._path(hexid, row.alt if row is not None else 0)
+        data = b""
         try:
-            data = path.read_bytes()
+            if shard_state(path.parent) != "dir" or (direct and shard_state(self.base) != "dir"):
+                raise NotOurs(errno.ENOTDIR, "the shard is not a plain folder", str(path.parent))
+            data = read_entry(path)
             value, doc = serialize.loads(data)
             if doc.get("namespace") != namespace or doc.get("key") != key:
                 raise CorruptEntry("entry belongs to another key or namespace")
-            meta = _entry_meta(doc)
-        except FileNotFoundError:
-            with self._lock:
-                self._index.remove(namespace, key)
+            meta = entry_meta(doc)
+        except CorruptEntry as exc:
+            self._damaged(id_, row, path, data, exc)
             self.record_miss(namespace)
             return None
-        except CorruptEntry as exc:
-            with self._lock:
-                self._index.remove(namespace, key)
-            self._corrupt(path, exc)
+        except (FileNotFoundError, NotADirectoryError, NotOurs) as exc:
+            _log.debug("tier %s: no entry file for %s: %s", self.name, key, exc)
+            self._forget(id_, row)
             self.record_miss(namespace)
             return None
         except OSError as exc:
             self.report_failure("read an entry", exc)
             self.record_miss(namespace)
             return None
-        if slot is None:
-            with self._lock:
-                if (namespace, key) not in self._index.slots:
-                    stored = float(doc.get("stored", self.clock()))
-                    new = Slot(len(data), self._index.expiry(meta, stored), meta, path, stored)
-                    self._index.slots[(namespace, key)] = new
-                    self._index.used += new.size
-                    doomed = self._index.shrink(self.clock())
-                else:
-                    doomed = []
-            self._unlink_slots([d for d in doomed if d[0] != (namespace, key)])
-        try:
-            os.utime(path)  # the file's mtime carries LRU order across restarts
-        except OSError:
-            pass
+        self._used(id_, row, namespace, key, hexid, len(data), meta, doc)
         self.record_hit(namespace, meta.compute_seconds)
         return Entry(value, meta)
 
-    def put(self, namespace: str, key: str, value, *, meta: EntryMeta) -> bool:
-        self._ensure_index()
-        now = self.clock()
-        try:
-            blob = serialize.dumps(value, _meta_doc(namespace, key, meta, now))
-        except UnstorableValue as exc:
-            _log.debug("tier %s skips %s: %s", self.name, key, exc)
-            return False
-        path = self.path_for(namespace, key)
+    def _used(self, id_, row, namespace, key, hexid, size, meta, doc) -> None:
         with self._lock:
-            ok, evicted = self._index.reserve(namespace, key, len(blob), now)
-            for k, _ in evicted:
-                if k != (namespace, key):
-                    self._count(k[0]).evictions += 1
-        if not ok:  # the replaced entry's file goes too: it left the index, so it must leave the disk
-            self._unlink_slots(evicted)
-            return False
-        self._unlink_slots([e for e in evicted if e[0] != (namespace, key)])
-        tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(blob)
-            os.replace(tmp, path)
-        except OSError as exc:
-            with self._lock:
-                self._index.release(len(blob))
-            self._unlink(tmp)
-            hint = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
-            self.report_failure(f"write to {self.root}{hint}", exc)
-            return False
+            db = self._index()
+            if db is None:
+                return
+            try:
+                with db.write():
+                    if row is not None:
+                        db.touch(id_, row.token)
+                        return
+                    # found by its file during a rebuild: adopt it now
+                    stored = float(doc.get("stored", self.clock()))
+                    expires = None if meta.ttl_seconds is None else stored + meta.ttl_seconds
+                    if db.insert(Row(id_, namespace, key, size, db.next_lru(), stored, expires, meta.label,
+                                     meta.pinned, STORED, _token(), 0)):
+                        self._make_room(db, 0, 0, self.clock())
+            except _DB_ERRORS as exc:
+                self._db_failure("update its index", exc)
+
+    def _forget(self, id_: bytes, row: Row | None) -> None:
+        if row is None:
+            return
         with self._lock:
-            self._index.commit(namespace, key, Slot(len(blob), self._index.expiry(meta, now), meta, path, now))
-        self.report_ok()
-        return True
+            db = self._index()
+            try:
+                if db is not None:
+                    db.delete(id_, row.token)
+            except _DB_ERRORS as exc:
+                self._db_failure("update its index", exc)
+
+    def _damaged(self, id_: bytes, row: Row | None, path: Path, data: bytes, exc: Exception) -> None:
+        if is_foreign(data):
+            self._forget(id_, row)
+            self.warn_once("foreign", f"[Recall] cache: {path} is not a Recall cache entry (a safetensors file "
+                                      "without Recall's metadata); it is left in place and counts as a miss.")
+            return
+        removed, why = False, "the index is unavailable"
+        with self._lock:
+            db = self._index()
+            try:
+                if db is not None:
+                    with db.write():
+                        current = db.row(id_)
+                        if current is None or (row is not None and current.token == row.token):
+                            if current is not None:
+                                db.delete(id_, current.token)
+                            removed, why = remove_own(path)
+                        else:
+                            removed, why = True, ""  # rewritten meanwhile: the new file is not the damaged one
+                else:
+                    removed, why = remove_own(path)
+            except _DB_ERRORS as err:
+                self._db_failure("update its index", err)
+        if removed:
+            self.warn_once("corrupt", f"[Recall] cache: removed damaged cache file {path} ({exc}); it counts as "
+                                      "a miss. Further damaged files are logged at debug level.")
+        else:
+            self.warn_once("corrupt-kept", f"[Recall] cache: damaged cache file {path} ({exc}) could not be "
+                                           f"removed ({why}); it counts as a miss. Check the folder's permissions.")
 
     def delete(self, namespace: str, key: str) -> bool:
-        self._ensure_index()
+        hexid = entry_id(namespace, key)
+        id_ = bytes.fromhex(hexid)
         with self._lock:
-            slot = self._index.remove(namespace, key)
-        path = self.path_for(namespace, key)
-        existed = slot is not None or path.exists()
-        self._unlink(path)
-        return existed
+            db = self._index()
+            if db is None:
+                return False
+            try:
+                with db.write():
+                    row = db.row(id_)
+                    if row is not None and (row.ns, row.key) == (namespace, key):
+                        return bool(self._drop(db, [row]))
+                    if row is None and not self._is_complete(db):
+                        path = self._path(hexid, 0)
+                        existed = path.is_file()
+                        return remove_own(path)[0] and existed
+            except _DB_ERRORS as exc:
+                self._db_failure("delete", exc)
+        return False
 
     def clear(self, namespace: str | None = None) -> int:
-        self._ensure_index()
-        with self._lock:
-            doomed = [k for k in self._index.slots if namespace is None or k[0] == namespace]
-            slots = [(k, self._index.remove(*k)) for k in doomed]
-        self._unlink_slots(slots)
-        return len(slots)
+        removed = 0
+        while True:
+            with self._lock:  # in batches, so lookups get through a clear of a big cache
+                db = self._index()
+                if db is None:
+                    return removed
+                try:
+                    with db.write():
+                        rows = db.namespace_rows(namespace, 500)
+                        removed += len(self._drop(db, rows))
+                except _DB_ERRORS as exc:
+                    self._db_failure("clear", exc)
+                    return removed
+            if len(rows) < 500:
+                return removed
 
     def keys(self, namespace: str) -> list[str]:
-        self._ensure_index()
+        self.purge_expired()
         with self._lock:
-            return self._index.keys(namespace)
+            db = self._index()
+            return [] if db is None else db.keys(namespace)
 
-    def labels(self, namespace: str) -> list[tuple[str, str]]:
-        self._ensure_index()
+    def labels(self, namespace: str, limit: int | None = None) -> list[tuple[str, str]]:
+        """(key, label) of the most recently used entries, newest first: a bounded list, for miss explanations."""
         with self._lock:
-            return [(k, self._index.slots[(namespace, k)].meta.label) for k in self._index.keys(namespace)]
+            db = self._index()
+            try:
+                return [] if db is None else db.recent(namespace, self.RECENT if limit is None else limit)
+            except _DB_ERRORS as exc:
+                self._db_failure("read its index", exc)
+                return []
 
     def usage(self) -> dict[str, tuple[int, int]]:
-        self._ensure_index()
+        self.purge_expired()  # statistics never count dead entries
         with self._lock:
-            return self._index.usage()
+            db = self._index()
+            try:
+                return {} if db is None else db.usage()
+            except _DB_ERRORS as exc:
+                self._db_failure("read its index", exc)
+                return {}
 
     def configure(self, *, max_bytes=None, max_entries=None, ttl_seconds=None) -> None:
-        self._ensure_index()
         with self._lock:
-            evicted = self._index.reconfigure(self.clock(), max_bytes=max_bytes, max_entries=max_entries,
-                                              ttl_seconds=ttl_seconds)
-            for k, _ in evicted:
-                self._count(k[0]).evictions += 1
-        self._unlink_slots(evicted)
+            if max_bytes is not None:
+                self.max_bytes = int(max_bytes)
+            if max_entries is not None:
+                self.max_entries = int(max_entries)
+            if ttl_seconds is not None:
+                self.ttl_seconds = float(ttl_seconds)  # applied at query time: no row is rewritten
+            db = self._index()
+            if db is None:
+                return
+            try:
+                with db.write():
+                    self._make_room(db, 0, 0, self.clock())
+            except _DB_ERRORS as exc:
+                self._db_failure("evict", exc)
+
+    # -- background maintenance ----------------------------------------------------------
+    def _start_maintenance(self) -> None:
+        if self._maint is not None and self._maint.is_alive():
+            return
+        self._maint = threading.Thread(target=self.maintain, name="recall-disk-maintenance", daemon=True)
+        self._maint.start()
+
+    def maintain(self) -> None:
+        """Rebuild the index from the files if it is incomplete, then enforce the caps (a cap lowered
+        while the pack was down). Runs on its own thread and connection; callable directly (tests)."""
+        from .disk_sweep import run_maintenance
+        run_maintenance(self)
+
+    def wait_for_maintenance(self, timeout: float | None = None) -> None:
+        thread = self._maint
+        if thread is not None:
+            thread.join(timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.wait_for_maintenance(10.0)
+        with self._lock:
+            if self._db is not None and self._db_pid == os.getpid():
+                self._db.close()
+            self._db = None
+
+
+def _after_fork_in_child() -> None:
+    for tier in list(_TIERS):
+        tier._lock = threading.RLock()  # a lock held by a parent thread at the fork would never be freed
+        tier._maint = None
+        tier._stop = threading.Event()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

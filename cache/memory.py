@@ -62,7 +62,7 @@ class MemoryTier(Tier):
             return False
         with self._lock:
             now = self.clock()
-            slot = Slot(size, self._index.expiry(meta, now), meta, stored, now)
+            slot = Slot(size, meta, stored, now)
             self._index.commit(namespace, key, slot)
         return True
 
@@ -77,18 +77,16 @@ class MemoryTier(Tier):
 
     def clear(self, namespace: str | None = None) -> int:
         with self._lock:
-            doomed = [k for k in self._index.slots if namespace is None or k[0] == namespace]
-            for k in doomed:
-                self._index.remove(*k)
-            return len(doomed)
+            return len(self._index.clear(namespace))
 
     def keys(self, namespace: str) -> list[str]:
         with self._lock:
             return self._index.keys(namespace)
 
-    def labels(self, namespace: str) -> list[tuple[str, str]]:
+    def labels(self, namespace: str, limit: int | None = None) -> list[tuple[str, str]]:
+        """(key, label) of recently used entries, newest first: a bounded list, for miss explanations."""
         with self._lock:
-            return [(k, self._index.slots[(namespace, k)].meta.label) for k in self._index.keys(namespace)]
+            return self._index.recent(namespace, limit)
 
     def usage(self) -> dict[str, tuple[int, int]]:
         with self._lock:

@@ -257,14 +257,16 @@ class TieredStore:
         return {"enabled": self.enabled, "tiers": tiers, "totals": totals, "namespaces": by_ns}
 
     def recent_keys(self, namespace: str, limit: int = 20) -> list[tuple[str, str]]:
-        """(key, label) most recent first across the local tiers, each key once."""
+        """(key, label) most recent first across the local tiers, each key once. Each tier answers
+        with at most `limit` of its most recently used entries, so a miss explanation costs the
+        same at 100 entries as at 100,000."""
         out, seen = [], set()
         for t in self.tiers:
             labels = getattr(t, "labels", None)
             if labels is None:
                 continue
             try:
-                pairs = labels(namespace)
+                pairs = labels(namespace, limit)
             except Exception:
                 continue
             for k, label in pairs:

@@ -1,4 +1,4 @@
-"""The tier interface, its records, and the LRU + TTL + byte-cap index that local tiers share.
+"""The tier interface and its records; the memory tiers' LRU + TTL + byte-cap index is in lru.py.
 
 A Tier holds entries per (namespace, key). One lock guards metadata; copying
 values and file IO run outside it. LruIndex does the bookkeeping like
@@ -9,14 +9,15 @@ commits. Backend failures are reported once per outage through a listener.
 import logging
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
+
+from .lru import LruIndex, Slot  # noqa: F401  (the memory tiers' index; importable from here as before)
 
 _log = logging.getLogger("recall.cache")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EntryMeta:
     compute_seconds: float
     created: float
@@ -42,16 +43,6 @@ class TierStats:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class Slot:
-    """One entry's bookkeeping in an LruIndex."""
-    size: int
-    expires: float | None
-    meta: EntryMeta
-    payload: Any = None  # memory tiers: the value; disk tier: the file path
-    stored: float = 0.0  # tier clock at put time (TTL counts from here)
 
 
 @dataclass
@@ -177,129 +168,3 @@ class Tier:
             _log.warning(message)
         else:
             _log.debug(message)
-
-
-class LruIndex:
-    """LRU order, TTL and hard byte/entry caps over Slots keyed by (namespace, key).
-
-    Not thread-safe by itself: the owning tier calls it under its lock.
-    """
-
-    def __init__(self, max_bytes: int, max_entries: int | None, ttl_seconds: float | None):
-        self.max_bytes = int(max_bytes)
-        self.max_entries = max_entries
-        self.ttl_seconds = ttl_seconds
-        self.slots: "OrderedDict[tuple[str, str], Slot]" = OrderedDict()  # oldest first
-        self.used = 0          # committed bytes
-        self.reserved = 0      # bytes of puts in flight
-        self.pending = 0       # puts in flight
-
-    def expiry(self, meta: EntryMeta, stored: float) -> float | None:
-        """When an entry stored at `stored` (tier clock) expires: the shorter TTL wins."""
-        ttls = [t for t in (self.ttl_seconds, meta.ttl_seconds) if t is not None]
-        return stored + min(ttls) if ttls else None
-
-    def lookup(self, ns: str, key: str, now: float) -> tuple[Slot | None, Slot | None]:
-        """(live slot, expired slot removed); a live hit becomes most recent."""
-        slot = self.slots.get((ns, key))
-        if slot is None:
-            return None, None
-        if slot.expires is not None and now >= slot.expires:
-            self.remove(ns, key)
-            return None, slot
-        self.slots.move_to_end((ns, key))
-        return slot, None
-
-    def remove(self, ns: str, key: str) -> Slot | None:
-        slot = self.slots.pop((ns, key), None)
-        if slot is not None:
-            self.used -= slot.size
-        return slot
-
-    def fits(self, size: int) -> bool:
-        return size <= self.max_bytes and (self.max_entries is None or self.max_entries >= 1)
-
-    def reserve(self, ns: str, key: str, size: int, now: float) -> tuple[bool, list]:
-        """Make room for a new entry. Returns (reserved?, evicted [(key, slot)]) - the caller
-        frees the evicted slots' payloads even when the reservation failed."""
-        evicted = []
-        old = self.remove(ns, key)  # the replaced value is stale whatever happens next
-        if old is not None:
-            evicted.append(((ns, key), old))
-        if not self.fits(size):
-            return False, evicted
-        evicted.extend(self.purge_expired(now))
-        while self._over(size):
-            victim = self._victim()
-            if victim is None:  # only puts in flight hold the space: refuse rather than pass the cap
-                return False, evicted
-            evicted.append((victim, self.remove(*victim)))
-        self.reserved += size
-        self.pending += 1
-        return True, evicted
-
-    def _over(self, size: int) -> bool:
-        if self.used + self.reserved + size > self.max_bytes:
-            return True
-        return self.max_entries is not None and len(self.slots) + self.pending + 1 > self.max_entries
-
-    def _victim(self) -> tuple[str, str] | None:
-        pinned = None
-        for k, slot in self.slots.items():  # oldest first
-            if not slot.meta.pinned:
-                return k
-            if pinned is None:
-                pinned = k
-        return pinned  # caps are hard: pinned entries go too when nothing else is left
-
-    def purge_expired(self, now: float) -> list[tuple[tuple[str, str], Slot]]:
-        gone = [k for k, s in self.slots.items() if s.expires is not None and now >= s.expires]
-        return [(k, self.remove(*k)) for k in gone]
-
-    def commit(self, ns: str, key: str, slot: Slot) -> Slot | None:
-        """Turn a reservation into an entry; returns a slot it replaced (a concurrent put)."""
-        self.reserved -= slot.size
-        self.pending -= 1
-        old = self.remove(ns, key)
-        self.slots[(ns, key)] = slot
-        self.used += slot.size
-        return old
-
-    def release(self, size: int) -> None:
-        self.reserved -= size
-        self.pending -= 1
-
-    def reconfigure(self, now: float, *, max_bytes=None, max_entries=None,
-                    ttl_seconds=None) -> list[tuple[tuple[str, str], Slot]]:
-        """New caps and lifetime (None keeps one); returns what had to go to fit them."""
-        if max_bytes is not None:
-            self.max_bytes = int(max_bytes)
-        if max_entries is not None:
-            self.max_entries = int(max_entries)
-        if ttl_seconds is not None:
-            self.ttl_seconds = float(ttl_seconds)
-            for slot in self.slots.values():
-                slot.expires = self.expiry(slot.meta, slot.stored)
-        return self.shrink(now)
-
-    def shrink(self, now: float) -> list[tuple[tuple[str, str], Slot]]:
-        """Evict until the (new) caps hold."""
-        evicted = self.purge_expired(now)
-        while self.used + self.reserved > self.max_bytes or (
-                self.max_entries is not None and len(self.slots) + self.pending > self.max_entries):
-            victim = self._victim()
-            if victim is None:
-                break
-            evicted.append((victim, self.remove(*victim)))
-        return evicted
-
-    def usage(self) -> dict[str, tuple[int, int]]:
-        out: dict[str, list[int]] = {}
-        for (ns, _), slot in self.slots.items():
-            acc = out.setdefault(ns, [0, 0])
-            acc[0] += 1
-            acc[1] += slot.size
-        return {ns: (a[0], a[1]) for ns, a in out.items()}
-
-    def keys(self, ns: str) -> list[str]:
-        return [k for (n, k) in reversed(self.slots) if n == ns]
