@@ -74,8 +74,18 @@ function dispatch(action) {
   }
 }
 
+// Wide enough for the title beside the frontend's own node-source badge, which would
+// otherwise squeeze "VAE Encode (Recall)" to "VAE En…" in the Vue header.
+const MIN_NODE_WIDTH = 320;
+
 app.registerExtension({
   name: "recall.badges",
+  nodeCreated(node) {
+    const kind = String(node?.comfyClass ?? node?.type ?? "");
+    if (kind.startsWith("Recall") && node.size?.length === 2) {
+      node.size[0] = Math.max(node.size[0], MIN_NODE_WIDTH);
+    }
+  },
   setup() {
     if (!window.LGraphBadge) {
       console.warn("[Recall] this frontend has no LGraphBadge; hit/miss badges on the canvas are off");

@@ -11,7 +11,7 @@ import { app } from "../../scripts/app.js";
 const CLASS = "recall-node-badge";
 const STYLE = `
 .${CLASS} { position: absolute; left: 0; bottom: 100%; margin-bottom: 6px; z-index: 1;
-  font: 600 13px/1.2 system-ui, sans-serif; padding: 3px 8px; border-radius: 6px; white-space: nowrap;
+  font: 600 14px/1.2 system-ui, sans-serif; padding: 3px 8px; border-radius: 6px; white-space: nowrap;
   pointer-events: auto; box-shadow: 0 1px 2px rgba(0, 0, 0, 0.35); }
 `;
 

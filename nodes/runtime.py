@@ -212,7 +212,10 @@ def distinct_entries(namespaces=None) -> int:
 
 def tier_health() -> dict:
     """{tier: "down" | "up"}: a tier that failed stays "down" until it works again."""
-    return {t.name: ("down" if t.is_down() else "up") for t in get_store().tiers}
+    def down(tier) -> bool:
+        flag = getattr(tier, "is_down", False)
+        return bool(flag() if callable(flag) else flag)
+    return {t.name: ("down" if down(t) else "up") for t in get_store().tiers}
 
 
 def capacity_limits() -> dict:
