@@ -237,6 +237,9 @@ async function templateChecks(page, result) {
   if (!(await page.locator(card).count())) await nav.click({ timeout: 10000 }).catch(() => {});
   await page.waitForSelector(card, { timeout: 60000 });
   await page.waitForTimeout(500); // every card's metadata answered
+  for (const each of await page.locator(card).all()) await each.scrollIntoViewIfNeeded(); // previews load lazily
+  await page.waitForFunction((sel) => [...document.querySelectorAll(`${sel} img`)].every((i) => i.complete && i.naturalWidth > 0),
+    card, { timeout: 20000 }).catch(() => {});
   result.templates = await page.$$eval(card, (els) => els.map((e) => ({
     name: e.dataset.recallTemplate,
     title: e.querySelector("h3")?.textContent.trim(),

@@ -86,7 +86,7 @@ const SPECS = {
       sampler: ["KSampler", [1240, 40], { seed: 42, control_after_generate: "fixed", steps: 20, cfg: 6.0,
         sampler_name: "uni_pc", scheduler: "simple", denoise: 1.0 }, [300, 262]],
       decode: ["VAEDecode", [1240, 340], {}, [210, 50]],
-      save: ["SaveAnimatedWEBP", [1240, 430], { filename_prefix: "wan_i2v_recall", fps: 16, lossless: false,
+      save: ["SaveAnimatedWEBP", [1580, 40], { filename_prefix: "wan_i2v_recall", fps: 16, lossless: false,
         quality: 90, method: "default" }, [300, 360]],
     },
     links: [["unet", 0, "shift", "model"], ["shift", 0, "sampler", "model"], ["clip", 0, "pos", "clip"],
@@ -149,7 +149,7 @@ const SPECS = {
       dec0: ["VAEDecode", [1100, 40], {}, [210, 50]],
       dec1: ["VAEDecode", [1100, 330], {}, [210, 50]],
       save0: ["SaveImage", [1340, 40], { filename_prefix: "ddim_eta0" }, [260, 270]],
-      save1: ["SaveImage", [1340, 330], { filename_prefix: "ddim_eta1" }, [260, 270]],
+      save1: ["SaveImage", [1620, 40], { filename_prefix: "ddim_eta1" }, [260, 270]],
     },
     links: [["ckpt", 1, "pos", "clip"], ["ckpt", 1, "neg", "clip"], ["ckpt", 0, "sched", "model"],
       ...["run0", "run1"].flatMap((run) => [["ckpt", 0, run, "model"], ["pos", 0, run, "positive"],
@@ -229,7 +229,8 @@ function buildInPage(spec) {
 }
 
 // The view a template opens in (extra.ds): every node inside a 1280x720 window, right of the
-// side bar and below the top bar and 1.35's floating run bar, which a whole-window fit slid under.
+// side bar, below the top bar and 1.35's floating run bar (which a whole-window fit slid under),
+// and clear of the minimap.
 function openingViewInPage() {
   const { app } = window.comfyAPI.app;
   let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
@@ -238,7 +239,12 @@ function openingViewInPage() {
     x1 = Math.max(x1, node.pos[0] + node.size[0]); y1 = Math.max(y1, node.pos[1] + node.size[1]);
   }
   const box = { left: 90, top: 130, width: 1280 - 90 - 40, height: 720 - 130 - 50 };
-  const scale = Math.min(box.width / (x1 - x0), box.height / (y1 - y0), 1);
+  // the minimap floats over the bottom right corner on both frontends
+  const minimap = { left: 980, top: 450 };
+  let scale = Math.min(box.width / (x1 - x0), box.height / (y1 - y0), 1);
+  const covered = (s) => app.graph.nodes.some((n) => box.left + (n.pos[0] + n.size[0] - x0) * s > minimap.left
+    && box.top + (n.pos[1] + n.size[1] - y0) * s > minimap.top);
+  while (covered(scale) && scale > 0.3) scale -= 0.01;
   return { scale, offset: [box.left / scale - x0, box.top / scale - y0] };
 }
 
