@@ -237,15 +237,20 @@ async function templateChecks(page, result) {
   if (!(await page.locator(card).count())) await nav.click({ timeout: 10000 }).catch(() => {});
   await page.waitForSelector(card, { timeout: 60000 });
   await page.waitForTimeout(500); // every card's metadata answered
-  for (const each of await page.locator(card).all()) await each.scrollIntoViewIfNeeded(); // previews load lazily
-  await page.waitForFunction((sel) => [...document.querySelectorAll(`${sel} img`)].every((i) => i.complete && i.naturalWidth > 0),
-    card, { timeout: 20000 }).catch(() => {});
-  result.templates = await page.$$eval(card, (els) => els.map((e) => ({
-    name: e.dataset.recallTemplate,
-    title: e.querySelector("h3")?.textContent.trim(),
-    description: e.querySelector("p")?.textContent.trim(),
-    thumb: e.querySelector("img") ? { w: e.querySelector("img").naturalWidth, h: e.querySelector("img").naturalHeight } : null,
-  })));
+  result.templates = [];
+  for (const each of await page.locator(card).all()) {
+    // previews load lazily, when their card scrolls into view
+    await each.scrollIntoViewIfNeeded();
+    await each.locator("img").first().evaluate((img) => img.complete && img.naturalWidth > 0 ? null
+      : new Promise((resolve) => { img.addEventListener("load", resolve, { once: true }); setTimeout(resolve, 10000); }))
+      .catch(() => {});
+    result.templates.push(await each.evaluate((e) => ({
+      name: e.dataset.recallTemplate,
+      title: e.querySelector("h3")?.textContent.trim(),
+      description: e.querySelector("p")?.textContent.trim(),
+      thumb: e.querySelector("img") ? { w: e.querySelector("img").naturalWidth, h: e.querySelector("img").naturalHeight } : null,
+    })));
+  }
   await screenshot(page, "templates");
   // Open one: every node lands inside the window, clear of the side bar, top bar and run bar.
   await page.locator(`${card}[data-recall-template="svd_img2vid_recall"]`).click();

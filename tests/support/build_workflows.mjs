@@ -240,7 +240,7 @@ function openingViewInPage() {
   }
   const box = { left: 90, top: 130, width: 1280 - 90 - 40, height: 720 - 130 - 50 };
   // the minimap floats over the bottom right corner on both frontends
-  const minimap = { left: 980, top: 450 };
+  const minimap = { left: 940, top: 410 }; // 1.27 draws the canvas 40 px right of and below 1.35's
   let scale = Math.min(box.width / (x1 - x0), box.height / (y1 - y0), 1);
   const covered = (s) => app.graph.nodes.some((n) => box.left + (n.pos[0] + n.size[0] - x0) * s > minimap.left
     && box.top + (n.pos[1] + n.size[1] - y0) * s > minimap.top);
