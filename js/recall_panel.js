@@ -23,17 +23,18 @@ const STYLE = `
 .recall-panel .recall-card { border: 1px solid var(--border-color); border-radius: 6px; padding: 0.45rem 0.6rem; }
 .recall-panel .recall-card.recall-total { background: var(--comfy-input-bg); }
 .recall-panel .recall-card.recall-down { border-color: #d9534f; }
-.recall-panel .recall-card-head { display: flex; justify-content: space-between; align-items: center; font-weight: 600;
-  margin-bottom: 0.2rem; gap: 0.5rem; overflow-wrap: anywhere; }
+.recall-panel .recall-card-head { display: flex; flex-wrap: wrap; justify-content: space-between; align-items: center;
+  font-weight: 600; margin-bottom: 0.2rem; gap: 0.3rem 0.5rem; }
 .recall-panel .recall-help { opacity: 0.7; font-size: 0.8rem; margin-bottom: 0.3rem; }
-.recall-panel .recall-line { display: flex; justify-content: space-between; gap: 0.6rem; }
+/* a narrow sidebar (1.27's) puts the value under its label instead of breaking "7.9 s" apart */
+.recall-panel .recall-line { display: flex; flex-wrap: wrap; justify-content: space-between; gap: 0 0.6rem; }
 .recall-panel .recall-line-label { opacity: 0.7; }
-.recall-panel .recall-line-value { text-align: right; }
+.recall-panel .recall-line-value { text-align: right; white-space: nowrap; margin-left: auto; }
 .recall-panel .recall-big { font-size: 1.05rem; font-weight: 600; }
-.recall-panel .recall-health { font-size: 0.75rem; font-weight: 600; padding: 0.05rem 0.4rem; border-radius: 4px; }
+.recall-panel .recall-health { white-space: nowrap; font-size: 0.75rem; font-weight: 600; padding: 0.05rem 0.4rem; border-radius: 4px; }
 .recall-panel .recall-health[data-health=up] { background: #1f7a3a; color: #fff; }
 .recall-panel .recall-health[data-health=down] { background: #b3261e; color: #fff; }
-.recall-panel button { cursor: pointer; padding: 0.15rem 0.5rem; border-radius: 4px; font-size: 0.8rem;
+.recall-panel button { white-space: nowrap; flex-shrink: 0; cursor: pointer; padding: 0.15rem 0.5rem; border-radius: 4px; font-size: 0.8rem;
   border: 1px solid var(--border-color); background: var(--comfy-input-bg); color: var(--input-text, var(--fg-color)); }
 .recall-panel button:hover { filter: brightness(1.25); }
 .recall-panel .recall-note { opacity: 0.75; font-size: 0.8rem; }
