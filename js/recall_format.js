@@ -45,6 +45,29 @@ export function formatPercent(rate) {
   return rate === null || rate === undefined || !Number.isFinite(rate) ? "–" : `${Math.round(rate * 100)} %`;
 }
 
+// One line per tier, for someone who has never heard of cache tiers.
+export const TIER_HELP = {
+  vram: "On the graphics card: the fastest, holds the few most recent encodings.",
+  ram: "In this computer's memory: fast, emptied when ComfyUI restarts.",
+  disk: "On disk: slower than memory, but kept across restarts.",
+  redis: "A Redis server shared with other ComfyUI machines.",
+};
+
+/** Seconds in a few characters, for the sidebar icon's badge: "12s", "3m", "1.2h". */
+export function shortSeconds(seconds) {
+  const s = Number(seconds);
+  if (!Number.isFinite(s) || s < 0.5) return "";
+  if (s < 60) return `${Math.round(s)}s`;
+  if (s < 3600) return `${Math.round(s / 60)}m`;
+  return `${(s / 3600).toFixed(s < 36000 ? 1 : 0)}h`;
+}
+
+/** The whole saving in one line: "Recall: 12 hits · 3 min 10 s saved since start-up". */
+export function savingSummary(totals) {
+  const hits = Number(totals?.hits) || 0;
+  return `Recall: ${hits} ${hits === 1 ? "hit" : "hits"} · ${formatSeconds(totals?.saved_seconds)} saved since start-up`;
+}
+
 export function tierLabel(tier) {
   return TIER_LABELS[tier] ?? String(tier ?? "?");
 }
@@ -73,19 +96,29 @@ function tierRank(tier) {
  * that misses in RAM and hits on disk is one lookup, which only the server can count).
  */
 export function summarizeStats(stats) {
-  const tiers = Object.entries(stats?.tiers ?? {})
-    .sort(([a], [b]) => tierRank(a) - tierRank(b) || String(a).localeCompare(String(b)))
-    .map(([tier, byNamespace]) => {
-      const namespaces = Object.entries(byNamespace ?? {})
-        .map(([namespace, counters]) => ({ namespace, ...addCounters(emptyCounters(), counters) }))
-        .sort((a, b) => a.namespace.localeCompare(b.namespace));
-      const sum = namespaces.reduce((acc, ns) => addCounters(acc, ns), emptyCounters());
-      return { tier, label: tierLabel(tier), ...sum, hitRate: hitRate(sum.hits, sum.misses), namespaces };
-    });
-  const totals = stats?.totals && typeof stats.totals === "object"
-    ? addCounters(emptyCounters(), stats.totals)
+  const health = stats?.health ?? {};
+  const ordered = Object.entries(stats?.tiers ?? {})
+    .sort(([a], [b]) => tierRank(a) - tierRank(b) || String(a).localeCompare(String(b)));
+  const tiers = ordered.map(([tier, byNamespace], index) => {
+    const namespaces = Object.entries(byNamespace ?? {})
+      .map(([namespace, counters]) => ({ namespace, ...addCounters(emptyCounters(), counters) }))
+      .sort((a, b) => a.namespace.localeCompare(b.namespace));
+    const sum = namespaces.reduce((acc, ns) => addCounters(acc, ns), emptyCounters());
+    // A lookup asks the tiers in order and stops at the first that has it: a colder
+    // tier's hit rate is of the lookups every warmer tier missed, not of all lookups.
+    const warmer = ordered.slice(0, index).map(([name]) => tierLabel(name));
+    const askedFor = warmer.length === 0 ? "every lookup" : `lookups ${warmer.join(" and ")} missed`;
+    return {
+      tier, label: tierLabel(tier), ...sum, hitRate: hitRate(sum.hits, sum.misses), namespaces,
+      down: health[tier] === "down", help: TIER_HELP[tier] ?? "", askedFor,
+    };
+  });
+  const server = stats?.totals && typeof stats.totals === "object" ? stats.totals : null;
+  const totals = server
+    ? addCounters(emptyCounters(), server)
     : tiers.reduce((acc, row) => addCounters(acc, row), emptyCounters());
-  return { tiers, totals: { ...totals, hitRate: hitRate(totals.hits, totals.misses) } };
+  const copies = Number(server?.copies ?? tiers.reduce((n, row) => n + row.entries, 0)) || 0;
+  return { tiers, totals: { ...totals, copies, hitRate: hitRate(totals.hits, totals.misses) } };
 }
 
 /**
@@ -143,8 +176,9 @@ export function badgeForEvent(event, maxReason = 36) {
     text = `MISS · ${reason}`;
     title = `Recall: computed in ${formatSeconds(event.compute_s)} (${event.reason || "not in the cache"}); stored for next time`;
   } else if (event.status === "off") {
+    // The server's reason names its config file; the user switches it in the dialog.
     text = "Recall off";
-    title = `Recall: caching is off${event.reason ? ` (${event.reason})` : ""}`;
+    title = "Recall: caching is switched off (Settings → Recall → Enable the Recall cache); the node computed as usual";
   } else {
     text = `ERROR · ${shorten(event.reason || "cache error", maxReason)}`;
     title = `Recall: ${event.reason || "cache error"}; the node computed without the cache`;

@@ -1,32 +1,44 @@
-// recall.panel: a "Recall" sidebar tab with the cache's statistics per tier (entries, size,
-// hit rate, time saved) and per namespace, and buttons to clear everything, one tier or one
-// namespace. While the tab is open it polls GET /recall/stats and also refreshes right
-// after each "recall.node" event, so the counters move as a run hits or misses.
+// recall.panel: the "Recall" sidebar tab. It says, for someone new to it, what the cache has
+// saved since ComfyUI started, what it stores (each encoding counted once, with how many
+// copies each tier keeps), what each tier is and whether it works, and how often each tier
+// answered the lookups that reached it. Clear all / Clear per tier empty it (after a
+// confirmation, then saying what was freed). While open it polls GET /recall/stats and also
+// refreshes right after each "recall.node" event. The whole saving also stays on the tab's
+// icon (recall_saving_badge.js), panel open or not.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { clearCache, getStats } from "./recall_client.js";
-import { formatBytes, formatPercent, formatSeconds, summarizeNamespaces, summarizeStats } from "./recall_format.js";
+import { formatBytes, formatPercent, formatSeconds, savingSummary, summarizeNamespaces, summarizeStats }
+  from "./recall_format.js";
 import { debounce } from "./recall_state.js";
+import { watchSaving } from "./recall_saving_badge.js";
 
 const POLL_MS = 2000;
 
 const STYLE = `
-.recall-panel { padding: 0.75rem; font-size: 0.85rem; color: var(--fg-color); display: flex; flex-direction: column; gap: 0.6rem; }
-.recall-panel h3 { margin: 0; font-size: 1rem; display: flex; gap: 0.5rem; align-items: baseline; }
-.recall-panel h4 { margin: 0.4rem 0 0; font-size: 0.85rem; opacity: 0.8; }
-.recall-panel .recall-state { font-size: 0.75rem; font-weight: normal; opacity: 0.75; }
-.recall-panel .recall-card { border: 1px solid var(--border-color); border-radius: 6px; padding: 0.4rem 0.55rem; }
+.recall-panel { padding: 0.75rem; font-size: 0.9rem; color: var(--fg-color); display: flex; flex-direction: column; gap: 0.6rem; }
+.recall-panel h3 { margin: 0; font-size: 1.05rem; display: flex; gap: 0.5rem; align-items: baseline; }
+.recall-panel h4 { margin: 0.4rem 0 0; font-size: 0.9rem; opacity: 0.8; }
+.recall-panel .recall-state { font-size: 0.8rem; font-weight: normal; opacity: 0.75; }
+.recall-panel .recall-card { border: 1px solid var(--border-color); border-radius: 6px; padding: 0.45rem 0.6rem; }
 .recall-panel .recall-card.recall-total { background: var(--comfy-input-bg); }
-.recall-panel .recall-card-head { display: flex; justify-content: space-between; align-items: center; font-weight: 600;
-  margin-bottom: 0.25rem; gap: 0.5rem; overflow-wrap: anywhere; }
-.recall-panel .recall-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(5.5rem, 1fr)); gap: 0.15rem 0.6rem; }
-.recall-panel .recall-stat { display: flex; justify-content: space-between; gap: 0.4rem; }
-.recall-panel .recall-stat-label { opacity: 0.65; }
-.recall-panel button { cursor: pointer; padding: 0.15rem 0.5rem; border-radius: 4px; font-size: 0.8rem;
+.recall-panel .recall-card.recall-down { border-color: #d9534f; }
+.recall-panel .recall-card-head { display: flex; flex-wrap: wrap; justify-content: space-between; align-items: center;
+  font-weight: 600; margin-bottom: 0.2rem; gap: 0.3rem 0.5rem; }
+.recall-panel .recall-help { opacity: 0.7; font-size: 0.8rem; margin-bottom: 0.3rem; }
+/* a narrow sidebar (1.27's) puts the value under its label instead of breaking "7.9 s" apart */
+.recall-panel .recall-line { display: flex; flex-wrap: wrap; justify-content: space-between; gap: 0 0.6rem; }
+.recall-panel .recall-line-label { opacity: 0.7; }
+.recall-panel .recall-line-value { text-align: right; white-space: nowrap; margin-left: auto; }
+.recall-panel .recall-big { font-size: 1.05rem; font-weight: 600; }
+.recall-panel .recall-health { white-space: nowrap; font-size: 0.75rem; font-weight: 600; padding: 0.05rem 0.4rem; border-radius: 4px; }
+.recall-panel .recall-health[data-health=up] { background: #1f7a3a; color: #fff; }
+.recall-panel .recall-health[data-health=down] { background: #b3261e; color: #fff; }
+.recall-panel button { white-space: nowrap; flex-shrink: 0; cursor: pointer; padding: 0.15rem 0.5rem; border-radius: 4px; font-size: 0.8rem;
   border: 1px solid var(--border-color); background: var(--comfy-input-bg); color: var(--input-text, var(--fg-color)); }
 .recall-panel button:hover { filter: brightness(1.25); }
-.recall-panel .recall-note { opacity: 0.7; font-size: 0.75rem; }
-.recall-panel .recall-error { color: #e06c5a; font-size: 0.8rem; }
+.recall-panel .recall-note { opacity: 0.75; font-size: 0.8rem; }
+.recall-panel .recall-error { color: #e06c5a; font-size: 0.85rem; }
 `;
 
 function el(tag, props = {}, ...children) {
@@ -40,21 +52,45 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-function stat(field, label, value, title, data = {}) {
-  return el("div", { class: "recall-stat", title }, el("span", { class: "recall-stat-label" }, label),
-    el("span", { dataset: { field, ...data } }, value));
+// One labelled line; data-field (+ data-*) lets the page test read what is shown.
+function line(field, label, value, data = {}, title = "") {
+  return el("div", { class: "recall-line", ...(title ? { title } : {}) }, el("span", { class: "recall-line-label" }, label),
+    el("span", { class: "recall-line-value", dataset: { field, ...data } }, value));
 }
 
-// One box per tier / namespace: a narrow sidebar wraps the grid instead of cutting columns off.
-function card(title, row, button, extra = {}) {
-  return el("div", { class: "recall-card", ...extra },
-    el("div", { class: "recall-card-head" }, el("span", {}, title), button ?? ""),
-    el("div", { class: "recall-grid" },
-      stat("entries", "Entries", row.entries),
-      stat("bytes", "Size", formatBytes(row.bytes), `${row.bytes} bytes`),
-      stat("hitRate", "Hit rate", formatPercent(row.hitRate), `${row.hits} hits, ${row.misses} misses since start-up`,
-        { hits: String(row.hits), misses: String(row.misses) }),
-      stat("saved", "Saved", formatSeconds(row.saved_seconds), "encoding time saved by hits since start-up")));
+function plural(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function totalCard(summary, clearAll) {
+  const t = summary.totals;
+  const lookups = t.hits + t.misses;
+  const copies = summary.tiers.filter((row) => row.entries > 0).map((row) => `${row.label} ${row.entries}`).join(", ");
+  return el("div", { class: "recall-card recall-total", "data-tier": "total" },
+    el("div", { class: "recall-card-head" }, el("span", {}, "Since ComfyUI started"), clearAll),
+    line("saved", "Encoding time saved", formatSeconds(t.saved_seconds), {}, "Clearing the cache does not reset these counts"),
+    line("hitRate", "Found in the cache", lookups ? `${formatPercent(t.hitRate)} (${t.hits} of ${plural(lookups, "lookup")})` : "no lookups yet",
+      { hits: String(t.hits), misses: String(t.misses) }),
+    el("div", { class: "recall-card-head", style: "margin-top:0.4rem" }, el("span", {}, "Stored now")),
+    line("entries", "Encodings", plural(t.entries, "encoding"), { entries: String(t.entries), copies: String(t.copies) }),
+    line("copies", "Copies", t.copies ? copies : "none", {}, "An encoding may be kept in several tiers at once"));
+}
+
+function tierCard(row, clearButton) {
+  const asked = row.hits + row.misses;
+  const health = row.down ? "down" : "up";
+  return el("div", { class: `recall-card${row.down ? " recall-down" : ""}`, "data-tier": row.tier, "data-health": health },
+    el("div", { class: "recall-card-head" },
+      el("span", {}, row.label, " ", el("span", { class: "recall-health", dataset: { health } }, row.down ? "not working" : "working")),
+      clearButton),
+    el("div", { class: "recall-help" }, row.down
+      ? "This tier failed and is skipped; Recall works with the others (the ComfyUI log says why)."
+      : row.help),
+    line("entries", "Holds", `${plural(row.entries, "copy", "copies")}, ${formatBytes(row.bytes)}`,
+      { entries: String(row.entries), bytes: String(row.bytes) }, `${row.bytes} bytes`),
+    line("hitRate", `Answered (of ${row.askedFor})`, asked ? `${formatPercent(row.hitRate)} (${row.hits} of ${asked})` : "not asked yet",
+      { hits: String(row.hits), misses: String(row.misses) }),
+    line("saved", "Time saved by its hits", formatSeconds(row.saved_seconds)));
 }
 
 class RecallPanel {
@@ -63,6 +99,7 @@ class RecallPanel {
     this.timer = null;
     this.busy = false;
     this.error = "";
+    this.notice = "";
     this.stats = null;
     this.refreshSoon = debounce(() => void this.refresh(), 250);
     this.onNodeEvent = () => this.refreshSoon();
@@ -71,6 +108,7 @@ class RecallPanel {
   mount() {
     this.root.replaceChildren(el("style", {}, STYLE), el("div", { class: "recall-panel" }, "Loading…"));
     api.addEventListener("recall.node", this.onNodeEvent);
+    api.addEventListener("recall.backend", this.onNodeEvent);
     this.timer = setInterval(() => {
       if (!document.hidden) void this.refresh();
     }, POLL_MS);
@@ -81,6 +119,7 @@ class RecallPanel {
     clearInterval(this.timer);
     this.timer = null;
     api.removeEventListener("recall.node", this.onNodeEvent);
+    api.removeEventListener("recall.backend", this.onNodeEvent);
   }
 
   async refresh() {
@@ -105,7 +144,12 @@ class RecallPanel {
       : window.confirm(message);
     if (!ok) return;
     try {
-      await clearCache(target);
+      const before = this.stats ? summarizeStats(this.stats) : null;
+      const freed = target.tier ? before?.tiers.find((r) => r.tier === target.tier)?.bytes
+        : before?.tiers.reduce((n, r) => n + r.bytes, 0);
+      const answer = await clearCache(target);
+      const n = Number(answer?.cleared) || 0;
+      this.notice = `Cleared ${plural(n, "copy", "copies")}${freed ? `, ${formatBytes(freed)} freed` : ""}.`;
       this.error = "";
     } catch (error) {
       this.error = `Clear failed: ${error.message}`;
@@ -122,36 +166,38 @@ class RecallPanel {
     if (this.error) panel.append(el("div", { class: "recall-error", role: "alert" }, this.error));
     if (stats) {
       const summary = summarizeStats(stats);
-      panel.append(...this.tierCards(summary, stats), el("h4", {}, "Namespaces"), ...this.namespaceCards(summary, stats));
+      panel.append(el("div", { class: "recall-big", "data-field": "summary" }, savingSummary(summary.totals)));
+      const scope = stats.scope ?? {};
+      const clearAll = el("button", { dataset: { clearAll: "" },
+        title: scope.multi_user ? "Clear your entries in every tier" : "Clear every tier",
+        onclick: () => this.clear({}, scope.multi_user ? "your entries" : "everything") }, "Clear all");
+      panel.append(totalCard(summary, clearAll));
+      if (this.notice) panel.append(el("div", { class: "recall-note", "data-field": "notice", role: "status" }, this.notice));
+      panel.append(el("h4", {}, "Where encodings are kept (looked up in this order)"));
+      if (summary.tiers.length === 0) panel.append(el("div", { class: "recall-note" }, "No cache tier is in use."));
+      for (const row of summary.tiers) {
+        const button = el("button", { dataset: { clearTier: row.tier }, title: `Clear the ${row.label} tier`,
+          onclick: () => this.clear({ tier: row.tier }, `the ${row.label} tier`) }, "Clear");
+        panel.append(tierCard(row, button));
+      }
+      // Per-user rows mean something only when several people share the server.
+      if (scope.multi_user) panel.append(el("h4", {}, "Per user"), ...this.userCards(summary, stats));
     }
     this.root.querySelector(".recall-panel")?.replaceWith(panel);
   }
 
-  tierCards(summary, stats) {
-    const scope = stats.scope ?? {};
-    const clearAll = el("button", { dataset: { clearAll: "" },
-      title: scope.multi_user ? "Clear your entries in every tier" : "Clear every tier",
-      onclick: () => this.clear({}, scope.multi_user ? "your entries" : "everything") }, "Clear all");
-    const cards = [card("All tiers", summary.totals, clearAll, { class: "recall-card recall-total", "data-tier": "total" })];
-    if (summary.tiers.length === 0) cards.push(el("div", { class: "recall-note" }, "No cache tier is in use."));
-    for (const row of summary.tiers) {
-      const button = el("button", { dataset: { clearTier: row.tier }, title: `Clear the ${row.label} tier`,
-        onclick: () => this.clear({ tier: row.tier }, `the ${row.label} tier`) }, "Clear");
-      cards.push(card(row.label, row, button, { "data-tier": row.tier }));
-    }
-    return cards;
-  }
-
-  namespaceCards(summary, stats) {
+  userCards(summary, stats) {
     const rows = summarizeNamespaces(summary, stats.namespaces);
-    const clearable = new Set(stats.scope?.clearable ?? rows.map((r) => r.namespace));
-    if (rows.length === 0) return [el("div", { class: "recall-note" }, "The cache is empty.")];
+    const clearable = new Set(stats.scope?.clearable ?? []);
     return rows.map((row) => {
+      const name = row.namespace === "shared" ? "Image encodings (shared by every user)" : row.namespace.replace(/^user:/, "");
       const button = clearable.has(row.namespace)
-        ? el("button", { dataset: { clearNamespace: row.namespace }, title: `Clear namespace ${row.namespace}`,
-          onclick: () => this.clear({ namespace: row.namespace }, `namespace "${row.namespace}"`) }, "Clear")
-        : el("span", { class: "recall-note", title: "shared by every user of this server" }, "shared");
-      return card(row.namespace, row, button, { "data-namespace": row.namespace });
+        ? el("button", { dataset: { clearNamespace: row.namespace }, onclick: () => this.clear({ namespace: row.namespace }, "your entries") }, "Clear")
+        : "";
+      return el("div", { class: "recall-card", "data-namespace": row.namespace },
+        el("div", { class: "recall-card-head" }, el("span", {}, name), button),
+        line("entries", "Copies", `${row.entries}, ${formatBytes(row.bytes)}`),
+        line("saved", "Time saved", formatSeconds(row.saved_seconds)));
     });
   }
 }
@@ -164,7 +210,7 @@ app.registerExtension({
       id: "recall",
       icon: "pi pi-database",
       title: "Recall",
-      tooltip: "Recall cache: statistics and clearing",
+      tooltip: "Recall cache: what it saved, what it stores, clearing",
       type: "custom",
       render(container) {
         panel?.unmount();
@@ -177,7 +223,11 @@ app.registerExtension({
       },
     };
     const manager = app.extensionManager;
-    if (manager?.registerSidebarTab) manager.registerSidebarTab(tab);
-    else console.warn("[Recall] this frontend has no sidebar tabs; the Recall panel is off");
+    if (manager?.registerSidebarTab) {
+      manager.registerSidebarTab(tab);
+      watchSaving();
+    } else {
+      console.warn("[Recall] this frontend has no sidebar tabs; the Recall panel is off");
+    }
   },
 });

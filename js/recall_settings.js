@@ -1,12 +1,33 @@
 // recall.settings: the cache's runtime settings (on/off, tier caps, lifetimes) in ComfyUI's
 // Settings dialog under "Recall". The server holds the real values: at start-up the dialog
 // is synced to GET /recall/settings, and a change the user makes is sent with
-// POST /recall/settings. A value the server refuses is put back, with a toast saying why.
+// POST /recall/settings. A value that cannot be meant (negative, emptied, larger than the
+// machine's memory or disk) or that the server refuses is put back, with a toast saying why.
+// Only settings that apply are listed: no VRAM tier when ComfyUI runs on the CPU.
 import { app } from "../../scripts/app.js";
-import { getSettings, postSettings } from "./recall_client.js";
-import { SETTINGS, settingChange, uiValuesFromServer } from "./recall_settings_model.js";
+import { api } from "../../scripts/api.js";
+import { getSettings, getStats, postSettings } from "./recall_client.js";
+import { applicableSettings, settingChange, uiValuesFromServer } from "./recall_settings_model.js";
 
 let server = null; // last settings the server confirmed; null until the first GET answers
+let machine = {}; // {ram_bytes, disk_bytes, vram_bytes}: what a cap can mean here
+
+async function systemStats() {
+  // The extension list waits for this module; never hold the page up for long.
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(null), 3000));
+  try {
+    return await Promise.race([api.getSystemStats(), timeout]);
+  } catch {
+    return null;
+  }
+}
+
+const system = await systemStats();
+const devices = system?.devices ?? [];
+// Unknown (no answer): list everything rather than hide a setting that applies.
+const hasVram = system === null || devices.some((d) => d?.type && d.type !== "cpu");
+const SPECS = applicableSettings({ hasVram });
+if (system?.system?.ram_total) machine.ram_bytes = system.system.ram_total;
 
 function toast(severity, summary, detail) {
   app.extensionManager?.toast?.add?.({ severity, summary, detail, life: 8000 });
@@ -19,18 +40,28 @@ function settingStore() {
 async function showServerValues() {
   const store = settingStore();
   if (!store) return;
-  for (const { id, value } of uiValuesFromServer(server)) {
+  for (const { id, value } of uiValuesFromServer(server, SPECS)) {
     // Each set fires onChange with the server's own value, which settingChange ignores.
     if (store.get(id) !== value) await store.set(id, value);
   }
 }
 
+async function readLimits() {
+  try {
+    const stats = await getStats();
+    machine = { ...machine, ...(stats?.limits ?? {}) };
+  } catch {
+    // keep what system_stats said
+  }
+}
+
 async function onDialogChange(spec, value) {
-  const change = settingChange(spec, value, server);
-  if (change === null) return;
   // The store calls onChange before it keeps the new value: let it finish first, so that
   // putting the server's value back afterwards sticks.
   await new Promise((resolve) => setTimeout(resolve, 0));
+  if (spec.limit && !(spec.limit in machine)) await readLimits();
+  const change = settingChange(spec, value, server, machine);
+  if (change === null) return;
   try {
     if (change.error) throw new Error(change.error);
     server = await postSettings(change.changes);
@@ -49,11 +80,12 @@ async function loadFromServer() {
     return;
   }
   await showServerValues();
+  void readLimits();
 }
 
 app.registerExtension({
   name: "recall.settings",
-  settings: SETTINGS.map((spec) => ({
+  settings: SPECS.map((spec) => ({
     id: spec.id,
     category: spec.category,
     name: spec.name,
@@ -61,6 +93,7 @@ app.registerExtension({
     defaultValue: spec.defaultValue,
     tooltip: spec.tooltip,
     attrs: spec.attrs,
+    sortOrder: spec.sortOrder,
     onChange: (value) => void onDialogChange(spec, value),
   })),
   async setup() {

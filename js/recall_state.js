@@ -20,6 +20,31 @@ export function badgeReducer(state, action) {
   }
 }
 
+// What a failed tier means for the user, in words. The server's message (an errno, a
+// folder, a host) stays in the server log, where the person who can fix it looks.
+const BACKEND_WORDS = {
+  disk: {
+    name: "disk cache",
+    down: "Recall could not read or write its cache folder. It keeps working from memory, but new "
+      + "encodings are not kept across a restart until the disk works again. The ComfyUI log says which folder and why.",
+    up: "Encodings are stored on disk again.",
+  },
+  redis: {
+    name: "shared Redis cache",
+    down: "Recall cannot reach the Redis server. It keeps working with this machine's own cache; "
+      + "encodings are not shared with other workers until Redis is back. The ComfyUI log has the details.",
+    up: "Encodings are shared with the other workers again.",
+  },
+};
+
+function backendWords(backend) {
+  return BACKEND_WORDS[backend] ?? {
+    name: `${backend} cache`,
+    down: `Recall stopped using its ${backend} cache and keeps working with the others. The ComfyUI log has the details.`,
+    up: `The ${backend} cache is in use again.`,
+  };
+}
+
 /**
  * Backend health for toasts: {backend: "up" | "down"}. Returns the new state and the
  * toast to show, or null: one toast when a backend goes down, one when it comes back
@@ -31,21 +56,17 @@ export function backendReducer(state, payload) {
   if (next === null) return { state, toast: null };
   const previous = state[backend];
   const newState = { ...state, [backend]: next };
+  const words = backendWords(backend);
   if (next === "down" && previous !== "down") {
     return {
       state: newState,
-      toast: {
-        severity: "warn",
-        summary: `Recall: ${backend} cache unavailable`,
-        detail: `${payload?.message || `The ${backend} tier failed.`} Recall keeps working with the other tiers.`,
-        life: 10000,
-      },
+      toast: { severity: "warn", summary: `Recall: the ${words.name} stopped working`, detail: words.down, life: 10000 },
     };
   }
   if (next === "up" && previous === "down") {
     return {
       state: newState,
-      toast: { severity: "info", summary: `Recall: ${backend} cache is back`, detail: payload?.message || "", life: 5000 },
+      toast: { severity: "info", summary: `Recall: the ${words.name} works again`, detail: words.up, life: 5000 },
     };
   }
   return { state: newState, toast: null };

@@ -1,6 +1,7 @@
 """HTTP routes under /recall/ for the frontend (js/): statistics, clearing, settings, sessions.
 
-    GET  /recall/stats     per tier and namespace: entries, bytes, hits, misses, evictions, saved_seconds
+    GET  /recall/stats     per tier and namespace: entries, bytes, hits, misses, evictions, saved_seconds;
+                           totals (entries counted once, copies), tier health, the machine's sizes
     POST /recall/clear     {} everything | {"tier": "ram"} | {"namespace": "shared"} | both
     GET  /recall/settings  the settings that change at runtime (enable, caps, lifetimes)
     POST /recall/settings  {"ram_bytes": 8589934592, ...}: validated and applied at once
@@ -123,19 +124,42 @@ class RecallRoutes:
                 for k in ("hits", "misses", "saved_seconds"):
                     totals[k] += c.get(k, 0)
         clearable = namespaces if user is None else [self.runtime.user_namespace(user)]
+        # An entry kept in RAM and on disk is one entry with two copies: "entries" counts it
+        # once, "copies" counts what the tiers hold.
+        totals["copies"] = sum(c.get("entries", 0) for per_ns in tiers.values() for c in per_ns.values())
+        totals["entries"] = self._optional(self.runtime, "distinct_entries", totals["entries"],
+                                           None if user is None else namespaces)
+        health = self._optional(self.runtime, "tier_health", {})
         return {
             "enabled": bool(stats.get("enabled", True)),
             "tiers": tiers,
             "totals": totals,
+            # what the panel needs to explain itself: a failed tier, and the machine's sizes
+            # (the settings refuse a cap larger than the memory or disk it is a cap of)
+            "health": {tier: health.get(tier, "up") for tier in tiers},
+            "limits": self._optional(self.runtime, "capacity_limits", {}),
             "namespaces": {ns: {k: c.get(k, 0) for k in ("hits", "misses", "saved_seconds")}
                            for ns, c in lookups.items()},
             "scope": {"multi_user": self.multi_user, "namespaces": namespaces, "clearable": clearable},
         }
 
+    @staticmethod
+    def _optional(runtime, name: str, default, *args):
+        # Accessors a test runtime may lack; a failure costs the detail, never the answer.
+        fn = getattr(runtime, name, None)
+        if fn is None:
+            return default
+        try:
+            return fn(*args)
+        except Exception:
+            _log.debug("[Recall] stats: %s failed", name, exc_info=True)
+            return default
+
     # -- handlers ------------------------------------------------------------------------
     async def get_stats(self, request):
         user = self._user(request, "/recall/stats")
-        return web.json_response(self._filtered_stats(await self._run(self.runtime.stats), user))
+        # the accessors walk tier indexes: off the event loop, like the stats themselves
+        return web.json_response(await self._run(lambda: self._filtered_stats(self.runtime.stats(), user)))
 
     async def post_clear(self, request):
         route = "/recall/clear"

@@ -190,5 +190,59 @@ def stats() -> dict:
     return get_store().stats()
 
 
+def distinct_entries(namespaces=None) -> int:
+    """Entries counted once: an encoding kept in RAM and on disk is one entry with two copies.
+
+    The union of the local tiers' keys (Redis is shared with other workers and reports its
+    own count). O(entries), like the per-tier usage the stats already walk.
+    """
+    keep = None if namespaces is None else set(namespaces)
+    seen: set = set()
+    for tier in get_store().tiers:
+        if tier.name == "redis":
+            continue
+        try:
+            for ns in tier.usage():
+                if keep is None or ns in keep:
+                    seen.update((ns, k) for k in tier.keys(ns))
+        except Exception:  # a failing tier is reported by its own health flag
+            continue
+    return len(seen)
+
+
+def tier_health() -> dict:
+    """{tier: "down" | "up"}: a tier that failed stays "down" until it works again."""
+    def down(tier) -> bool:
+        flag = getattr(tier, "is_down", False)
+        return bool(flag() if callable(flag) else flag)
+    return {t.name: ("down" if down(t) else "up") for t in get_store().tiers}
+
+
+def capacity_limits() -> dict:
+    """The most a size cap can mean on this machine: total RAM, the disk the cache lives on, VRAM."""
+    import shutil
+    limits = {}
+    try:
+        import psutil
+        limits["ram_bytes"] = int(psutil.virtual_memory().total)
+    except Exception:
+        pass
+    folder = Path(get_config().disk_dir) if get_config().disk_dir else default_disk_dir()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        limits["disk_bytes"] = int(shutil.disk_usage(folder).total)
+    except OSError:
+        pass
+    device = hot_device()
+    if device is not None:
+        try:
+            import comfy.model_management as mm
+            limits["vram_bytes"] = int(mm.get_total_memory(device))
+        except Exception:
+            pass
+    return limits
+
+
 def clear(namespace: str | None = None, tier: str | None = None) -> int:
     return get_store().clear(namespace=namespace, tier=tier)

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  badgeForEvent, formatBytes, formatPercent, formatSeconds, hitRate, summarizeNamespaces, summarizeStats,
+  badgeForEvent, formatBytes, formatPercent, formatSeconds, hitRate, savingSummary, shortSeconds, summarizeNamespaces,
+  summarizeStats,
 } from "../../js/recall_format.js";
 
 test("formatBytes uses binary units and never shows negative or NaN sizes", () => {
@@ -114,4 +115,36 @@ test("off and error reports get their own badges; unknown statuses get none", ()
   assert.equal(badgeForEvent({ status: "error", reason: "disk full" }).text, "ERROR · disk full");
   assert.equal(badgeForEvent({ status: "weird" }), null);
   assert.equal(badgeForEvent(null), null);
+});
+
+test("each tier's hit rate says which lookups it is of: a colder tier is asked only when warmer ones missed", () => {
+  const { tiers } = summarizeStats(STATS);
+  assert.deepEqual(tiers.map((t) => t.askedFor), ["every lookup", "lookups VRAM missed", "lookups VRAM and RAM missed"]);
+  assert.ok(tiers.every((t) => t.help.length > 10), "every tier is explained in a line");
+});
+
+test("an entry kept in RAM and on disk counts once; the copies are counted apart", () => {
+  const { totals } = summarizeStats({ ...STATS, totals: { entries: 3, copies: 6, hits: 1, misses: 2, saved_seconds: 4 } });
+  assert.equal(totals.entries, 3);
+  assert.equal(totals.copies, 6);
+});
+
+test("a tier the server reports down is marked down", () => {
+  const { tiers } = summarizeStats({ ...STATS, health: { disk: "down", ram: "up" } });
+  assert.deepEqual(tiers.map((t) => [t.tier, t.down]), [["vram", false], ["ram", false], ["disk", true]]);
+});
+
+test("the saving fits a sidebar badge and reads as one line in the tooltip", () => {
+  assert.equal(shortSeconds(0), "");
+  assert.equal(shortSeconds(12.4), "12s");
+  assert.equal(shortSeconds(190), "3m");
+  assert.equal(shortSeconds(4320), "1.2h");
+  assert.equal(savingSummary({ hits: 12, saved_seconds: 190 }), "Recall: 12 hits · 3 min 10 s saved since start-up");
+  assert.equal(savingSummary({ hits: 1, saved_seconds: 2 }), "Recall: 1 hit · 2.0 s saved since start-up");
+});
+
+test("an off badge points at the dialog switch, not at a config file", () => {
+  const badge = badgeForEvent({ status: "off", reason: "disabled in the Recall config" });
+  assert.match(badge.title, /Settings → Recall/);
+  assert.doesNotMatch(badge.title, /config/);
 });

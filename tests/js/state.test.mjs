@@ -34,8 +34,9 @@ test("events without a node id and unrelated actions leave the state untouched",
 test("a backend going down toasts once, however often it repeats", () => {
   let result = backendReducer({}, { backend: "redis", state: "down", message: "connection refused" });
   assert.equal(result.toast.severity, "warn");
-  assert.match(result.toast.summary, /redis/);
-  assert.match(result.toast.detail, /connection refused/);
+  assert.match(result.toast.summary, /Redis cache stopped working/);
+  assert.match(result.toast.detail, /keeps working with this machine's own cache/);
+  assert.doesNotMatch(result.toast.detail, /connection refused/); // the server's words stay in its log
   result = backendReducer(result.state, { backend: "redis", state: "down", message: "again" });
   assert.equal(result.toast, null);
 });
@@ -46,6 +47,14 @@ test("a backend coming back toasts only after it was down", () => {
   const back = backendReducer(down, { backend: "disk", state: "up", message: "" });
   assert.equal(back.toast.severity, "info");
   assert.equal(back.state.disk, "up");
+});
+
+test("a disk failure toast says what Recall does, without the errno or the folder", () => {
+  const { toast } = backendReducer({}, { backend: "disk", state: "down",
+    message: "[Recall] disk tier: write failed: [Errno 20] Not a directory: '/home/me/ComfyUI/user/recall/cache/ab'" });
+  assert.match(toast.summary, /disk cache stopped working/);
+  assert.match(toast.detail, /keeps working from memory/);
+  assert.doesNotMatch(`${toast.summary} ${toast.detail}`, /Errno|\/home|\[Recall\]/);
 });
 
 test("backends are tracked separately, and unknown states are ignored", () => {

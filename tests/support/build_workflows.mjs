@@ -1,7 +1,7 @@
 // Builds the example workflows in workflows/ inside the real ComfyUI page (headless Chromium):
 // each graph is made with LiteGraph (createNode, connect, widget values) exactly as a user would
 // build it, then saved with app.graph.serialize() and photographed for the template browser
-// (ComfyUI 0.3.64's frontend asks custom-node templates for "<name>.jpg").
+// (both frontends ask custom-node templates for "<name>.jpg" and show it in a square card).
 //
 //   node build_workflows.mjs --url http://127.0.0.1:PORT --out ../../workflows [--only name]
 //
@@ -27,25 +27,26 @@ const { values: opt } = parseArgs({
 const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
-// A spec: nodes {key: [type, [x, y], {widget: value}, [w, h]?]}, links [[from, outSlot, to, inputName]],
-// note (text of the Note node, placed at noteAt).
+// A spec: title and description (the template browser's card, through js/recall_templates.js),
+// nodes {key: [type, [x, y], {widget: value}, [w, h]?]}, links [[from, outSlot, to, inputName]],
+// note (the Read me: paragraphs the Note node wraps itself, placed at noteAt), and focus: the
+// nodes the preview shows (a whole graph at card size is unreadable).
 const NEGATIVE = "blurry, low quality, distorted, watermark";
 const SPECS = {
   svd_img2vid_recall: {
-    note: ["SVD image-to-video with Recall encodings.",
-      "",
-      "Models: models/checkpoints/svd_xt.safetensors (or svd.safetensors with video_frames 14).",
-      "Change: the image in Load Image; width/height (1024x576 is SVD's native size);",
-      "video_frames, motion_bucket_id, fps, augmentation_level.",
-      "",
-      "SVD Img2Vid Conditioning (Recall) is a drop-in for the core node: the CLIP-vision and",
-      "VAE encodings of the image are cached by pixel content, so changing the frame count,",
-      "motion, fps or seed and queueing again does not re-encode the image."].join("\n"),
-    noteAt: [40, 580],
+    title: "SVD: the image encoded once",
+    description: "Change frames, motion or fps: the image is not encoded again.",
+    focus: ["cond"],
+    note: [
+      "Stable Video Diffusion turns the picture in Load Image into a short clip. SVD Img2Vid Conditioning (Recall) does what the core node does, but remembers the picture's CLIP-vision and VAE encodings by its pixels: change video_frames, motion_bucket_id, fps or the seed, queue again, and the picture is not encoded again (the node's badge says HIT and the time saved).",
+      "Model: models/checkpoints/svd_xt.safetensors (or svd.safetensors with video_frames 14).",
+      "Try: another image in Load Image; width and height (1024 x 576 is SVD's own size); video_frames, motion_bucket_id, fps, augmentation_level.",
+    ].join("\n\n"),
+    noteAt: [40, 600],
     nodes: {
       ckpt: ["ImageOnlyCheckpointLoader", [40, 60], { ckpt_name: "svd_xt.safetensors" }, [330, 100]],
       image: ["LoadImage", [40, 200], { image: "example.png" }, [330, 200]],
-      cond: ["RecallSVDImg2VidConditioning", [420, 160], {
+      cond: ["RecallSVDImg2VidConditioning", [420, 200], {
         width: 1024, height: 576, video_frames: 25, motion_bucket_id: 127, fps: 6,
         augmentation_level: 0.0, seed: 0, control_after_generate: "fixed" }, [320, 320]],
       guide: ["VideoLinearCFGGuidance", [420, 40], { min_cfg: 1.0 }, [320, 60]],
@@ -61,32 +62,31 @@ const SPECS = {
       ["ckpt", 2, "decode", "vae"], ["decode", 0, "save", "images"]],
   },
   wan_i2v_recall: {
-    note: ["Wan 2.1 image-to-video with Recall encodings.",
-      "",
-      "Models: models/diffusion_models/wan2.1_i2v_480p_14B_fp16.safetensors (or the 720p / fp8 file),",
-      "models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, models/vae/wan_2.1_vae.safetensors,",
-      "models/clip_vision/clip_vision_h.safetensors.",
-      "Change: the image; the prompt; width/height/length (length = 4k+1 frames).",
-      "",
-      "The image's CLIP-vision and VAE encodings and each prompt's text encoding are cached by",
-      "content: editing the prompt and queueing again re-encodes only the text, not the image."].join("\n"),
-    noteAt: [40, 760],
+    title: "Wan 2.1 image to video",
+    description: "Edit the prompt and queue again: the image is not re-encoded.",
+    focus: ["i2v"],
+    note: [
+      "Wan 2.1 animates the picture in Load Image following the prompt. The Recall nodes remember the picture's CLIP-vision and VAE encodings and each prompt's text encoding by content: edit the prompt and queue again, and only the new text is encoded, not the picture.",
+      "Models: models/diffusion_models/wan2.1_i2v_480p_14B_fp16.safetensors (or the 720p or fp8 file), models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, models/vae/wan_2.1_vae.safetensors, models/clip_vision/clip_vision_h.safetensors.",
+      "Try: another image; the prompt; width, height and length (length is 4k+1 frames: 33, 49, 81).",
+    ].join("\n\n"),
+    noteAt: [440, 650],
     nodes: {
       unet: ["UNETLoader", [40, 40], { unet_name: "wan2.1_i2v_480p_14B_fp16.safetensors", weight_dtype: "default" }, [360, 82]],
       shift: ["ModelSamplingSD3", [440, 40], { shift: 8.0 }, [260, 60]],
       clip: ["CLIPLoader", [40, 160], { clip_name: "umt5_xxl_fp8_e4m3fn_scaled.safetensors", type: "wan",
         device: "default" }, [360, 106]],
-      pos: ["RecallCLIPTextEncode", [440, 150], { text: "a fox running through fresh snow, cinematic, soft light" }, [400, 110]],
-      neg: ["RecallCLIPTextEncode", [440, 300], { text: NEGATIVE }, [400, 100]],
+      pos: ["RecallCLIPTextEncode", [440, 180], { text: "a fox running through fresh snow, cinematic, soft light" }, [400, 110]],
+      neg: ["RecallCLIPTextEncode", [440, 360], { text: NEGATIVE }, [400, 100]],
       vision: ["CLIPVisionLoader", [40, 310], { clip_name: "clip_vision_h.safetensors" }, [360, 58]],
       image: ["LoadImage", [40, 400], { image: "example.png" }, [360, 260]],
-      venc: ["RecallCLIPVisionEncode", [440, 460], { crop: "none" }, [300, 80]],
-      vae: ["VAELoader", [440, 590], { vae_name: "wan_2.1_vae.safetensors" }, [300, 58]],
+      venc: ["RecallCLIPVisionEncode", [440, 520], { crop: "none" }, [300, 80]],
+      vae: ["VAELoader", [40, 700], { vae_name: "wan_2.1_vae.safetensors" }, [300, 58]],
       i2v: ["RecallWanImageToVideo", [880, 300], { width: 512, height: 512, length: 33, batch_size: 1 }, [320, 220]],
       sampler: ["KSampler", [1240, 40], { seed: 42, control_after_generate: "fixed", steps: 20, cfg: 6.0,
         sampler_name: "uni_pc", scheduler: "simple", denoise: 1.0 }, [300, 262]],
       decode: ["VAEDecode", [1240, 340], {}, [210, 50]],
-      save: ["SaveAnimatedWEBP", [1240, 430], { filename_prefix: "wan_i2v_recall", fps: 16, lossless: false,
+      save: ["SaveAnimatedWEBP", [1580, 40], { filename_prefix: "wan_i2v_recall", fps: 16, lossless: false,
         quality: 90, method: "default" }, [300, 360]],
     },
     links: [["unet", 0, "shift", "model"], ["shift", 0, "sampler", "model"], ["clip", 0, "pos", "clip"],
@@ -97,18 +97,18 @@ const SPECS = {
       ["sampler", 0, "decode", "samples"], ["vae", 0, "decode", "vae"], ["decode", 0, "save", "images"]],
   },
   sd15_lcm_lora_4step: {
-    note: ["SD1.5 + LCM-LoRA in 4 steps.",
-      "",
-      "Models: models/checkpoints/v1-5-pruned-emaonly.safetensors (any SD1.5 checkpoint),",
-      "models/loras/lcm-lora-sdv1-5.safetensors (from latent-consistency/lcm-lora-sdv1-5;",
-      "rename pytorch_lora_weights.safetensors).",
-      "Keep: sampler lcm, scheduler sgm_uniform, 2-8 steps, cfg 1.0-2.0 (higher burns the image).",
-      "LCM-LoRA Loader (Recall) applies the LoRA and switches the model to LCM sampling;",
-      "for SDXL use lcm-lora-sdxl, for SSD-1B lcm-lora-ssd-1b."].join("\n"),
-    noteAt: [40, 420],
+    title: "SD1.5 in 4 steps with LCM-LoRA",
+    description: "One node loads the LCM-LoRA: an image in 4 steps at cfg 1.5.",
+    focus: ["ckpt", "lcm"],
+    note: [
+      "LCM-LoRA Loader (Recall) applies an LCM-LoRA to the model and switches it to LCM sampling in one node, so the KSampler makes an image in 4 steps instead of 25.",
+      "Models: models/checkpoints/v1-5-pruned-emaonly.safetensors (any SD1.5 checkpoint) and models/loras/lcm-lora-sdv1-5.safetensors (from latent-consistency/lcm-lora-sdv1-5: rename its pytorch_lora_weights.safetensors). For SDXL use lcm-lora-sdxl, for SSD-1B lcm-lora-ssd-1b.",
+      "Keep the sampler on lcm and the scheduler on sgm_uniform, with 2 to 8 steps and cfg 1.0 to 2.0: a higher cfg burns the image.",
+    ].join("\n\n"),
+    noteAt: [40, 470],
     nodes: {
       ckpt: ["CheckpointLoaderSimple", [40, 60], { ckpt_name: "v1-5-pruned-emaonly.safetensors" }, [330, 100]],
-      lcm: ["RecallLCMLoraLoader", [40, 200], { lora_name: "lcm-lora-sdv1-5.safetensors", strength_model: 1.0,
+      lcm: ["RecallLCMLoraLoader", [40, 240], { lora_name: "lcm-lora-sdv1-5.safetensors", strength_model: 1.0,
         strength_clip: 1.0, set_lcm_sampling: true }, [330, 160]],
       pos: ["CLIPTextEncode", [420, 40], { text: "a lighthouse on a cliff at dusk, detailed oil painting" }, [400, 140]],
       neg: ["CLIPTextEncode", [420, 220], { text: NEGATIVE }, [400, 120]],
@@ -124,22 +124,24 @@ const SPECS = {
       ["decode", 0, "save", "images"]],
   },
   ddim_eta: {
-    note: ["DDIM with eta beside deterministic DDIM (eta 0), same seed and schedule.",
-      "",
-      "Models: models/checkpoints/v1-5-pruned-emaonly.safetensors (any SD1.5/SDXL checkpoint).",
-      "Change: eta on the second DDIM Sampler (Recall): 0 = deterministic DDIM, 1 = DDPM-like",
-      "fresh noise each step. DDIM Scheduler (Recall): steps, timestep_spacing (leading as in",
-      "the DDIM paper / diffusers; trailing for zero-terminal-SNR models with rescale on)."].join("\n"),
-    noteAt: [40, 660],
+    title: "DDIM with eta, side by side",
+    description: "Same seed and schedule: deterministic DDIM beside eta 1.",
+    focus: ["sched"],
+    note: [
+      "Both samplers share the seed, the prompt and the DDIM Scheduler (Recall); only eta differs. eta 0 is deterministic DDIM; eta 1 adds fresh noise at every step, like DDPM; values between mix the two.",
+      "Model: models/checkpoints/v1-5-pruned-emaonly.safetensors (any SD1.5 or SDXL checkpoint).",
+      "Try: eta on the second DDIM Sampler (Recall); the scheduler's steps and timestep_spacing (leading as in the DDIM paper and diffusers; trailing for zero-terminal-SNR models, with rescale on).",
+    ].join("\n\n"),
+    noteAt: [760, 640],
     nodes: {
       ckpt: ["CheckpointLoaderSimple", [40, 60], { ckpt_name: "v1-5-pruned-emaonly.safetensors" }, [330, 100]],
       pos: ["CLIPTextEncode", [40, 200], { text: "a red fox in a snowy forest, photograph" }, [330, 140]],
       neg: ["CLIPTextEncode", [40, 380], { text: NEGATIVE }, [330, 120]],
       latent: ["EmptyLatentImage", [410, 40], { width: 512, height: 512, batch_size: 1 }, [300, 106]],
-      sched: ["RecallDDIMScheduler", [410, 190], { steps: 20, timestep_spacing: "leading", steps_offset: 1,
+      sched: ["RecallDDIMScheduler", [410, 230], { steps: 20, timestep_spacing: "leading", steps_offset: 1,
         set_alpha_to_one: true, rescale_zero_terminal_snr: false, denoise: 1.0 }, [300, 200]],
-      eta0: ["RecallSamplerDDIM", [410, 430], { eta: 0.0 }, [300, 60]],
-      eta1: ["RecallSamplerDDIM", [410, 530], { eta: 1.0 }, [300, 60]],
+      eta0: ["RecallSamplerDDIM", [410, 500], { eta: 0.0 }, [300, 60]],
+      eta1: ["RecallSamplerDDIM", [410, 610], { eta: 1.0 }, [300, 60]],
       run0: ["SamplerCustom", [760, 40], { add_noise: true, noise_seed: 42, control_after_generate: "fixed",
         cfg: 7.0 }, [300, 250]],
       run1: ["SamplerCustom", [760, 330], { add_noise: true, noise_seed: 42, control_after_generate: "fixed",
@@ -147,7 +149,7 @@ const SPECS = {
       dec0: ["VAEDecode", [1100, 40], {}, [210, 50]],
       dec1: ["VAEDecode", [1100, 330], {}, [210, 50]],
       save0: ["SaveImage", [1340, 40], { filename_prefix: "ddim_eta0" }, [260, 270]],
-      save1: ["SaveImage", [1340, 330], { filename_prefix: "ddim_eta1" }, [260, 270]],
+      save1: ["SaveImage", [1620, 40], { filename_prefix: "ddim_eta1" }, [260, 270]],
     },
     links: [["ckpt", 1, "pos", "clip"], ["ckpt", 1, "neg", "clip"], ["ckpt", 0, "sched", "model"],
       ...["run0", "run1"].flatMap((run) => [["ckpt", 0, run, "model"], ["pos", 0, run, "positive"],
@@ -157,22 +159,21 @@ const SPECS = {
       ["ckpt", 2, "dec1", "vae"], ["dec0", 0, "save0", "images"], ["dec1", 0, "save1", "images"]],
   },
   recall_cache_clip_vision: {
-    note: ["Recall Cache on a CLIP-vision branch (SD2.1 unCLIP image variations).",
-      "",
-      "Models: models/checkpoints/sd21-unclip-h.ckpt, models/clip_vision/clip_vision_h.safetensors.",
-      "Change: the image, the prompt, strength / noise_augmentation.",
-      "",
-      "Recall Cache sits on the link after CLIP Vision Encode: when the same image and",
-      "CLIP-vision file were encoded before (this session, after a restart from disk, or by",
-      "another worker), the loader and encoder upstream of it do not run at all.",
-      "Put it on any link whose upstream is slow and deterministic."].join("\n"),
+    title: "Recall Cache: skip a branch",
+    description: "On a repeat the CLIP-vision loader and encoder do not run.",
+    focus: ["venc", "cache"],
+    note: [
+      "Recall Cache sits on the link after CLIP Vision Encode. When the same image and CLIP-vision file were encoded before (in this session, before a restart, or on another worker), the loader and the encoder upstream of it do not run at all. Put one on any link whose upstream is slow and gives the same result each time.",
+      "Models: models/checkpoints/sd21-unclip-h.ckpt and models/clip_vision/clip_vision_h.safetensors (SD2.1 unCLIP image variations).",
+      "Try: another image, the prompt, strength or noise_augmentation.",
+    ].join("\n\n"),
     noteAt: [40, 560],
     nodes: {
       image: ["LoadImage", [40, 40], { image: "example.png" }, [320, 300]],
       vision: ["CLIPVisionLoader", [40, 380], { clip_name: "clip_vision_h.safetensors" }, [320, 58]],
       venc: ["CLIPVisionEncode", [400, 40], { crop: "center" }, [260, 80]],
-      cache: ["RecallCache", [400, 160], { allow_nondeterministic: false }, [260, 80]],
-      ckpt: ["CheckpointLoaderSimple", [400, 300], { ckpt_name: "sd21-unclip-h.ckpt" }, [300, 100]],
+      cache: ["RecallCache", [400, 200], { allow_nondeterministic: false }, [260, 80]],
+      ckpt: ["CheckpointLoaderSimple", [400, 340], { ckpt_name: "sd21-unclip-h.ckpt" }, [300, 100]],
       pos: ["CLIPTextEncode", [740, 300], { text: "a watercolor variation of the image" }, [340, 120]],
       neg: ["CLIPTextEncode", [740, 460], { text: NEGATIVE }, [340, 120]],
       unclip: ["unCLIPConditioning", [740, 40], { strength: 1.0, noise_augmentation: 0.0 }, [300, 110]],
@@ -220,26 +221,56 @@ function buildInPage(spec) {
   }
   const note = LiteGraph.createNode("Note");
   note.pos = [...spec.noteAt];
-  note.size = [520, 200];
+  note.size = [560, 210];
   note.widgets[0].value = spec.note;
   note.title = "Read me";
   app.graph.add(note);
-  return problems;
+  return { problems, made: Object.fromEntries(Object.entries(made).map(([key, node]) => [key, node.id])) };
 }
 
-// Fit every node into the visible canvas (right of the side bar, under the top menu).
-function fitInPage() {
+// The view a template opens in (extra.ds): every node inside a 1280x720 window, right of the
+// side bar, below the top bar and 1.35's floating run bar (which a whole-window fit slid under),
+// and clear of the minimap.
+function openingViewInPage() {
   const { app } = window.comfyAPI.app;
   let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
   for (const node of app.graph.nodes) {
-    x0 = Math.min(x0, node.pos[0]); y0 = Math.min(y0, node.pos[1] - 40);
+    x0 = Math.min(x0, node.pos[0]); y0 = Math.min(y0, node.pos[1] - 40); // title and badge above pos
     x1 = Math.max(x1, node.pos[0] + node.size[0]); y1 = Math.max(y1, node.pos[1] + node.size[1]);
   }
-  const left = 60, top = 50;
-  const width = window.innerWidth - left - 20, height = window.innerHeight - top - 20;
-  const scale = 0.85 * Math.min(width / (x1 - x0), height / (y1 - y0), 1.2); // titles and slots overhang pos/size
+  const box = { left: 90, top: 130, width: 1280 - 90 - 40, height: 720 - 130 - 50 };
+  // the minimap floats over the bottom right corner on both frontends
+  const minimap = { left: 940, top: 410 }; // 1.27 draws the canvas 40 px right of and below 1.35's
+  let scale = Math.min(box.width / (x1 - x0), box.height / (y1 - y0), 1);
+  const covered = (s) => app.graph.nodes.some((n) => box.left + (n.pos[0] + n.size[0] - x0) * s > minimap.left
+    && box.top + (n.pos[1] + n.size[1] - y0) * s > minimap.top);
+  while (covered(scale) && scale > 0.3) scale -= 0.01;
+  return { scale, offset: [box.left / scale - x0, box.top / scale - y0] };
+}
+
+// The preview: the focus nodes (the Recall node and its neighbour) filling a square, with the
+// badge a run would give them, so the card shows what the template is about at a legible size.
+const PREVIEW = { x: 420, y: 160, size: 600 };
+function previewInPage([spec, made, preview]) {
+  const { app } = window.comfyAPI.app;
+  const nodes = spec.focus.map((key) => app.graph.getNodeById(made[key]));
+  let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const node of nodes) {
+    x0 = Math.min(x0, node.pos[0]); y0 = Math.min(y0, node.pos[1] - 70);
+    x1 = Math.max(x1, node.pos[0] + node.size[0]); y1 = Math.max(y1, node.pos[1] + node.size[1]);
+  }
+  const side = Math.max(x1 - x0, y1 - y0) + 120;
+  const scale = preview.size / side;
+  const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
   app.canvas.ds.scale = scale;
-  app.canvas.ds.offset = [left / scale - x0 + (width / scale - (x1 - x0)) / 2, top / scale - y0];
+  app.canvas.ds.offset = [(preview.x + preview.size / 2) / scale - cx, (preview.y + preview.size / 2) / scale - cy];
+  const recall = nodes.find((n) => n.type.startsWith("Recall"));
+  if (recall) {
+    const detail = { node_id: String(recall.id), node_type: recall.type, status: "hit", tier: "ram", saved_s: 4.2,
+      compute_s: 0, reason: null, key: null };
+    window.comfyAPI.api.api.dispatchEvent(new CustomEvent("execution_start", { detail: {} }));
+    window.comfyAPI.api.api.dispatchEvent(new CustomEvent("recall.node", { detail }));
+  }
   app.canvas.setDirty(true, true);
   app.canvas.draw(true, true);
 }
@@ -269,15 +300,18 @@ try {
   const written = [];
   for (const [name, spec] of Object.entries(SPECS)) {
     if (opt.only && opt.only !== name) continue;
-    const problems = await page.evaluate(buildInPage, spec);
+    const { problems, made } = await page.evaluate(buildInPage, spec);
     if (problems.length) throw new Error(`${name}: ${problems.join("; ")}`);
+    await page.waitForTimeout(300); // node sizes settle after the first draw
     const graph = await page.evaluate(() => window.comfyAPI.app.app.graph.serialize());
+    graph.extra = { ...graph.extra, ds: await page.evaluate(openingViewInPage),
+      recall_template: { title: spec.title, description: spec.description } };
     writeFileSync(join(opt.out, `${name}.json`), JSON.stringify(graph, null, 2) + "\n");
-    await page.evaluate(fitInPage);
+    await page.evaluate(previewInPage, [spec, made, PREVIEW]);
     await page.waitForTimeout(300);
-    await page.evaluate(fitInPage); // node sizes settle after the first draw
-    await page.waitForTimeout(300);
-    await page.screenshot({ path: join(opt.out, `${name}.jpg`), type: "jpeg", quality: 80 });
+    await page.evaluate(previewInPage, [spec, made, PREVIEW]);
+    await page.screenshot({ path: join(opt.out, `${name}.jpg`), type: "jpeg", quality: 85,
+      clip: { x: PREVIEW.x, y: PREVIEW.y, width: PREVIEW.size, height: PREVIEW.size } });
     written.push(name);
     console.error(`[build_workflows] ${name}: ${graph.nodes.length} nodes, ${graph.links.length} links`);
   }
