@@ -12,7 +12,7 @@ way is found either way, and the same reports, under the class type and id of th
 that is executing. They pass straight through while Recall itself is computing
 (encode_cache.computing), so a call through a wrapped encoder is not looked up twice.
 The Recall nodes make this switch unnecessary; it stays for users who want every encode
-cached without adding a node (README: "Cache every encode").
+cached without adding a node (README: "`wrap_core_encoders`").
 """
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def _wrapper_class(cls: type) -> type:
         if wrapper is None:
             mixin = _mixin_for(cls)
             if mixin is None:
-                raise TypeError(f"[Recall] wrap: cannot wrap a {cls.__module__}.{cls.__qualname__} "
+                raise ValueError(f"[Recall] wrap: cannot wrap a {cls.__module__}.{cls.__qualname__} "
                                 "(expected a comfy.sd.VAE, comfy.sd.CLIP or comfy.clip_vision.ClipVisionModel). "
                                 "Connect the loader's output directly.")
             # Same name and module as the wrapped class: logs and type names read as ComfyUI's own.

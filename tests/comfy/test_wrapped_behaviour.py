@@ -176,3 +176,34 @@ def test_autowrap_and_a_wrapped_vae_look_a_call_up_once(recall, sd_vae, spy_enco
         assert calls == [] and recall.last()["status"] == "hit"
     finally:
         autowrap.disable()
+
+
+@pytest.mark.parametrize("node_id,fixture,input_id", [("RecallVAE", "sd_vae", "vae"),
+                                                      ("RecallCLIPVision", "clip_vision", "clip_vision"),
+                                                      ("RecallCLIP", "clip", "clip")])
+def test_wrapper_nodes_hand_on_the_encoder_wrapped(request, node_id, fixture, input_id):
+    from recall_pack.nodes import wrap_nodes
+    from recall_pack.nodes.encoder_wrap import is_wrapped
+    node = {n.GET_SCHEMA().node_id: n for n in wrap_nodes.NODES}[node_id]
+    schema = node.GET_SCHEMA()
+    assert schema.category == "Recall/encode" and schema.display_name.startswith("Recall ")
+    assert [i.id for i in schema.inputs] == [input_id] and "right after the loader" in schema.inputs[0].tooltip
+    assert schema.outputs[0].get_io_type() == schema.inputs[0].get_io_type()
+    plain = request.getfixturevalue(fixture)
+    (out,) = node.execute(plain).args
+    assert is_wrapped(out) and vars(out) is vars(plain)
+
+
+def test_wrapping_something_that_is_not_an_encoder_says_what_to_connect():
+    with pytest.raises(ValueError, match=r"\[Recall\] wrap: cannot wrap .*expected a comfy.sd.VAE"):
+        wrap(torch.nn.Linear(2, 2))
+
+
+def test_svd_drop_in_leaves_the_callers_rng_state_alone(recall, clip_vision, sd_vae):
+    from recall_pack.nodes.video_encode_nodes import RecallSVDImg2VidConditioning
+    from test_encode_fixtures import run
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    run(RecallSVDImg2VidConditioning, clip_vision=clip_vision, init_image=image(65, size=48), vae=sd_vae, width=48,
+        height=48, video_frames=4, motion_bucket_id=127, fps=6, augmentation_level=0.2, seed=5)
+    assert torch.equal(torch.get_rng_state(), before)
