@@ -30,6 +30,7 @@ _log = logging.getLogger("recall.encode")
 
 TEXT_KINDS = frozenset({"text", "text_tokens"})   # conditioning: per user, text TTL
 _PLAIN = (type(None), bool, int, float, str)
+_MAX_PLAIN_LEAVES = 16
 
 _local = threading.local()
 _node_lock = threading.Lock()
@@ -125,16 +126,27 @@ def describe(method: Callable, encoder, args: tuple, kwargs: dict, ignore: tuple
     return contents, params, tensors
 
 
-def _is_plain(value, depth: int = 0) -> bool:
-    if isinstance(value, float):
-        return value == value and value not in (float("inf"), float("-inf"))
-    if isinstance(value, _PLAIN):
-        return True
-    if depth < 4 and isinstance(value, (list, tuple)):
-        return all(_is_plain(v, depth + 1) for v in value)
-    if depth < 4 and isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v, depth + 1) for k, v in value.items())
-    return False
+def _is_plain(value) -> bool:
+    """A small plain value (a flag, a tile size, an options dict): keyed and explained by value.
+
+    Anything bigger (tokens are lists of hundreds of (id, weight) pairs) is keyed by digest,
+    which keeps the entry's label short and names it as content in a miss explanation."""
+    budget = [_MAX_PLAIN_LEAVES]
+
+    def plain(v, depth: int) -> bool:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > 3:
+            return False
+        if isinstance(v, float):
+            return v == v and v not in (float("inf"), float("-inf"))
+        if isinstance(v, _PLAIN):
+            return True
+        if isinstance(v, (list, tuple)):
+            return all(plain(x, depth + 1) for x in v)
+        if isinstance(v, dict):
+            return all(isinstance(k, str) and plain(x, depth + 1) for k, x in v.items())
+        return False
+    return plain(value, 0)
 
 
 def _namespace(kind: str):

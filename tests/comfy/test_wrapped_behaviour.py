@@ -207,3 +207,16 @@ def test_svd_drop_in_leaves_the_callers_rng_state_alone(recall, clip_vision, sd_
     run(RecallSVDImg2VidConditioning, clip_vision=clip_vision, init_image=image(65, size=48), vae=sd_vae, width=48,
         height=48, video_frames=4, motion_bucket_id=127, fps=6, augmentation_level=0.2, seed=5)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_call_key_takes_tokens_by_digest_and_options_by_value(clip):
+    from recall_pack.nodes.encoder_calls import describe
+    from recall_pack.nodes.encoder_wrap import _base_method
+    wrapped = wrap(clip)
+    method = _base_method(wrapped, "encode_from_tokens")
+    tokens = clip.tokenize("a lantern")
+    contents, params, tensors = describe(method, wrapped, (tokens,), {"return_pooled": True})
+    assert len(contents) == 1 and len(contents[0]) == 32 and tensors == []
+    assert params == {"return_pooled": True, "return_dict": False}
+    other, _, _ = describe(method, wrapped, (clip.tokenize("a lamp"),), {"return_pooled": True})
+    assert other != contents
