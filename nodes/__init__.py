@@ -13,6 +13,7 @@ _log = logging.getLogger("recall")
 NODE_MODULES = (
     "encode_nodes",
     "video_encode_nodes",
+    "wrap_nodes",
     "cache_nodes",
     "lcm_nodes",
     "sampling_nodes",

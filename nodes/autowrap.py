@@ -6,9 +6,13 @@ cache as the Recall nodes, so core nodes and other packs' nodes reuse encodings 
 disable() puts back the exact original attributes: afterwards the classes' __dict__
 entries are the very objects they were before enable().
 
-Wrappers pass straight through while Recall itself is computing (encode_cache.computing),
-so a Recall node's miss is not looked up twice. Each wrapped call reports like a node:
-the UI event carries the id of the node that is executing (ComfyUI's executing context).
+The patched methods go through the same cached-call path as the Recall VAE / CLIP Vision
+nodes' wrapped encoders (nodes/encoder_calls.py): the same keys, so an entry made either
+way is found either way, and the same reports, under the class type and id of the node
+that is executing. They pass straight through while Recall itself is computing
+(encode_cache.computing), so a call through a wrapped encoder is not looked up twice.
+The Recall nodes make this switch unnecessary; it stays for users who want every encode
+cached without adding a node (README: "`wrap_core_encoders`").
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ import functools
 import logging
 import threading
 
-from . import encode_cache
+from . import encode_cache, encoder_calls
+from .encoder_wrap import CLIP_VISION_VALUE, VAE_CALL
+from .identity import clip_vision_identity
 
 _log = logging.getLogger("recall.autowrap")
 _lock = threading.Lock()
@@ -79,47 +85,22 @@ def _active() -> bool:
     return bool(_saved) and not encode_cache.inside_compute()
 
 
-def _caller() -> str | None:
-    """Id of the node whose code called the encoder, for the UI badge (None outside a prompt)."""
-    try:
-        from comfy_execution.utils import get_executing_context
-    except ImportError:
-        return None
-    context = get_executing_context()
-    return None if context is None else context.node_id
+def _wrap(original, kind: str, **options):
+    @functools.wraps(original)
+    def wrapper(self, *args, **kwargs):
+        if not _active():
+            return original(self, *args, **kwargs)
+        return encoder_calls.call(kind, self, original, args, kwargs, **options)
+    return wrapper
 
 
 def _wrap_vae_encode(original):
-    @functools.wraps(original)
-    def encode(self, pixel_samples):
-        if not _active():
-            return original(self, pixel_samples)
-        part = encode_cache.vae_encode(self, pixel_samples, encode=lambda px: original(self, px))
-        encode_cache.report("VAE.encode (wrapped)", _caller(), [part])
-        return part.value
-    return encode
+    return _wrap(original, "vae_encode", **VAE_CALL)
 
 
 def _wrap_vae_encode_tiled(original):
-    @functools.wraps(original)
-    def encode_tiled(self, pixel_samples, tile_x=None, tile_y=None, overlap=None, tile_t=None, overlap_t=None):
-        tiled = {"tile_x": tile_x, "tile_y": tile_y, "overlap": overlap, "tile_t": tile_t, "overlap_t": overlap_t}
-        if not _active():
-            return original(self, pixel_samples, **tiled)
-        part = encode_cache.vae_encode(self, pixel_samples, tiled=tiled,
-                                       encode=lambda px: original(self, px, **tiled))
-        encode_cache.report("VAE.encode_tiled (wrapped)", _caller(), [part])
-        return part.value
-    return encode_tiled
+    return _wrap(original, "vae_encode_tiled", **VAE_CALL)
 
 
 def _wrap_clip_vision(original):
-    @functools.wraps(original)
-    def encode_image(self, image, crop=True):
-        if not _active():
-            return original(self, image, crop=crop)
-        part = encode_cache.clip_vision_encode(self, image, crop,
-                                               encode=lambda im, crop: original(self, im, crop=crop))
-        encode_cache.report("ClipVisionModel.encode_image (wrapped)", _caller(), [part])
-        return part.value
-    return encode_image
+    return _wrap(original, "clip_vision", identity=clip_vision_identity, **CLIP_VISION_VALUE)

@@ -1,10 +1,11 @@
 """The one look-up / compute / report flow every cached encoding goes through.
 
-Nodes (encode_nodes.py, video_encode_nodes.py) and the opt-in wrappers (autowrap.py)
-describe an encoding as kind + content keys + encoder identity + sensitive params and
-a compute function; this module builds the key, asks the store, computes on a miss,
-and hands back a Part (value + what the cache did). `report` turns the Parts of one
-node run into one log line and one "recall.node" UI event.
+Wrapped encoder calls (nodes/encoder_calls.py: the wrapper nodes, the drop-in nodes and
+the opt-in autowrap all go through it) describe an encoding as kind + content keys +
+encoder identity + the call's other arguments and a compute function; this module builds
+the key, asks the store, computes on a miss, and hands back a Part (value + what the
+cache did). `report` turns the Parts of one node run into one log line and one
+"recall.node" UI event.
 
 Values are stored exactly as the encoder produced them, wrapped as {"v": value,
 "d": [device of each tensor]}, and every value handed out is a fresh copy on the device
@@ -26,7 +27,7 @@ import torch
 from ..cache.keys import build_key, content_key
 from . import events
 from .lib.miss_reason import explain_miss, make_label
-from .lib.tensor_tree import restore_devices, tensor_devices, tree_digest
+from .lib.tensor_tree import restore_devices, tensor_devices
 
 _log = logging.getLogger("recall.encode")
 
@@ -95,18 +96,19 @@ def uncached(compute: Callable[[], Any], reason: str) -> Part:
 
 def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | None,
            compute: Callable[[], Any], namespace: str = SHARED, pinned: bool = False,
-           ttl_seconds: float | None = None) -> Part:
+           ttl_seconds: float | None = None, hints: dict | None = None) -> Part:
     """Look one encoding up; on a miss compute it (single flight per key) and store it.
 
     On a miss the stored value is the encoder's own output and the caller gets a copy;
     on a hit the caller gets a copy of the stored value: either way nothing handed out
-    shares memory with the cache.
+    shares memory with the cache. hints: inputs of the node that shaped the content (SVD's
+    seed shapes the noisy pixels) shown in the miss explanation, not part of the key.
     """
     store, off_reason = _store()
     if store is None:
         return uncached(compute, off_reason)
     key = build_key(kind, contents=contents, encoder=encoder, params=params)
-    label = make_label(kind, contents, encoder, params)
+    label = make_label(kind, contents, encoder, params, hints)
     timing = {}
 
     def produce():
@@ -177,7 +179,7 @@ def report(node_type: str, node_id, parts: Sequence[Part]) -> dict:
         key=next((p.key for p in parts if p.key), None))
 
 
-# --- the encodings themselves: shared by the Recall nodes and autowrap's wrappers ---------
+# --- encoders: what the wrapped calls (nodes/encoder_calls.py) need from this module ------
 
 def encoder_identity(fn: Callable[[Any], str], encoder) -> tuple[str | None, str | None]:
     """(identity, None), or (None, reason) when this encoder cannot be fingerprinted."""
@@ -186,97 +188,6 @@ def encoder_identity(fn: Callable[[Any], str], encoder) -> tuple[str | None, str
     except (TypeError, ValueError) as exc:
         _log.warning("[Recall] cannot fingerprint %s, encoding it uncached: %s", type(encoder).__name__, exc)
         return None, f"encoder has no stable identity: {exc}"
-
-
-def vae_encode(vae, pixels: torch.Tensor, *, tiled: dict | None = None, encode=None) -> Part:
-    """vae.encode(pixels) (or encode_tiled(pixels, **tiled)), cached; pixels exactly as the core node passes them.
-
-    One entry per batch, keyed on the whole batch: encoders are not batch-invariant (the SD
-    VAE's latents for a frame differ by ~1e-6 between a batch of 3 and a batch of 1 on a
-    2-thread CPU), so a frame reused from another batch would not equal the core node's
-    output. See the README's "Batches" paragraph. `encode` replaces the encoder call
-    (autowrap passes the unwrapped method).
-    """
-    from .identity import vae_identity
-    if encode is None:
-        encode = vae.encode if tiled is None else (lambda px: vae.encode_tiled(px, **tiled))
-    encoder, off = encoder_identity(vae_identity, vae)
-    if encoder is None:
-        return uncached(lambda: encode(pixels), off)
-    params = {} if tiled is None else dict(tiled)
-    if tiled is not None and getattr(vae, "latent_dim", 2) != 3:  # temporal tiling never touches image VAEs
-        params = {k: v for k, v in params.items() if k not in ("tile_t", "overlap_t")}
-    kind = "vae_encode" if tiled is None else "vae_encode_tiled"
-    return cached(kind, contents=[content_key(pixels)], encoder=encoder, params=params,
-                  compute=lambda: encode(pixels), pinned=is_preferred(pixels))
-
-
-def clip_encode(vae, kind: str, images: Sequence[torch.Tensor | None], params: dict,
-                build: Callable[[], torch.Tensor], *, pinned: bool = False) -> Part:
-    """vae.encode(build()) for a clip the node assembles from a few images (Wan: start frames
-    padded with grey to `length`), keyed on those images + params instead of the whole clip,
-    so a hit neither builds nor hashes the clip."""
-    from .identity import vae_identity
-    encoder, off = encoder_identity(vae_identity, vae)
-    if encoder is None:
-        return uncached(lambda: vae.encode(build()), off)
-    contents = ["none" if im is None else content_key(im) for im in images]
-    return cached(kind, contents=contents, encoder=encoder, params=params,
-                  compute=lambda: vae.encode(build()), pinned=pinned)
-
-
-def noisy_vae_encode(vae, pixels: torch.Tensor, noise: Callable[[], torch.Tensor], level: float, seed: int,
-                     *, pinned: bool = False) -> Part:
-    """vae.encode(pixels + noise() * level): SVD's augmentation, reusable because the noise is seeded."""
-    from .identity import vae_identity
-    encoder, off = encoder_identity(vae_identity, vae)
-    compute = lambda: vae.encode(pixels + noise() * level)
-    if encoder is None:
-        return uncached(compute, off)
-    return cached("vae_encode_augmented", contents=[content_key(pixels)], encoder=encoder,
-                  params={"augmentation_level": float(level), "seed": int(seed)}, compute=compute, pinned=pinned)
-
-
-def clip_vision_encode(clip_vision, image: torch.Tensor, crop: bool, *, encode=None) -> Part:
-    """clip_vision.encode_image(image, crop=crop), cached; the value is a comfy.clip_vision.Output."""
-    from .identity import clip_vision_identity
-    if encode is None:
-        encode = clip_vision.encode_image
-    encoder, off = encoder_identity(clip_vision_identity, clip_vision)
-    if encoder is None:
-        return uncached(lambda: encode(image, crop=crop), off)
-    part = cached("clip_vision", contents=[content_key(image)], encoder=encoder, params={"crop": bool(crop)},
-                  compute=lambda: dict(vars(encode(image, crop=crop))), pinned=is_preferred(image))
-    part.value = _clip_vision_output(part.value)
-    return part
-
-
-def text_encode(clip, text: str) -> Part:
-    """clip.encode_from_tokens_scheduled(clip.tokenize(text)), cached per user (L2, text_ttl_minutes).
-
-    Keyed on the tokens rather than the text: tokenizing is cheap and its output already
-    holds everything that shapes the encoding besides the model (textual-inversion
-    embeddings as tensors, weights from "(word:1.2)", tokenizer options).
-    """
-    from . import runtime
-    from .identity import clip_identity
-    tokens = clip.tokenize(text)
-    compute = lambda: clip.encode_from_tokens_scheduled(tokens)
-    if clip.patcher.forced_hooks is not None or clip.apply_hooks_to_conds:
-        # Hooked conditioning carries live hook objects and is scheduled per step: not storable.
-        return uncached(compute, "CLIP has hooks applied; hooked conditioning is not cached")
-    encoder, off = encoder_identity(clip_identity, clip)
-    if encoder is None:
-        return uncached(compute, off)
-    try:
-        contents = [tree_digest(tokens)]
-        namespace, ttl = runtime.current_namespace(), runtime.get_config().text_ttl_minutes * 60
-    except (TypeError, ValueError) as exc:
-        return uncached(compute, f"prompt tokens have no stable form: {exc}")
-    except Exception as exc:  # runtime broken: behave like the cache being off
-        return uncached(compute, f"cache unavailable: {exc}")
-    return cached("text", contents=contents, encoder=encoder, params=None, compute=compute,
-                  namespace=namespace, ttl_seconds=ttl)
 
 
 def _clip_vision_output(fields: dict):

@@ -1,17 +1,29 @@
 """Cached drop-ins for ComfyUI's image and text encode nodes.
 
-Each node has the core node's inputs (names, types, defaults, ranges) and outputs and
-returns what the core node returns, bit for bit; it only looks the encoding up first
-(nodes/encode_cache.py). Keys are the content of the exact tensor the core node hands
-to the encoder + the encoder's identity + the parameters that change the encoding.
+Each node has the core node's inputs (names, types, defaults, ranges) and outputs, and
+runs the core node of the running release with its encoder wrapped (nodes/encoder_wrap.py):
+the encoder call is looked up by the exact tensor core hands to the encoder, the encoder's
+identity and the call's other arguments, and the output is core's by construction.
 """
 from __future__ import annotations
 
 from ._api import io
 from . import encode_cache
+from .core_nodes import run_core
+from .encoder_calls import collecting
+from .encoder_wrap import wrap
 
 CATEGORY = encode_cache.CATEGORY
 _node_id = encode_cache.node_id
+
+
+def run_wrapped(node_type: str, node_cls, core_id: str, *, pinned: bool = False, hints: dict | None = None,
+                **inputs) -> tuple:
+    """Run core node core_id with these inputs (encoders already wrapped); one report for all its calls."""
+    with collecting(pinned=pinned, hints=hints) as parts:
+        out = run_core(core_id, **inputs)
+    encode_cache.report(node_type, _node_id(node_cls), parts)
+    return out
 
 _VAE_TIP = "The VAE that encodes the pixels. Another VAE file (or a patched VAE) is a different cache entry."
 _PIXELS_TIP = ("The image (batch) to encode, looked up by its exact pixel content: the same pixels "
@@ -36,9 +48,8 @@ class RecallVAEEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, pixels, vae) -> io.NodeOutput:
-        part = encode_cache.vae_encode(vae, pixels[:, :, :, :3])
-        encode_cache.report("RecallVAEEncode", _node_id(cls), [part])
-        return io.NodeOutput({"samples": part.value})
+        return io.NodeOutput(*run_wrapped("RecallVAEEncode", cls, "VAEEncode", pinned=encode_cache.is_preferred(pixels),
+                                          pixels=pixels, vae=wrap(vae)))
 
 
 class RecallVAEEncodeTiled(io.ComfyNode):
@@ -67,11 +78,10 @@ class RecallVAEEncodeTiled(io.ComfyNode):
 
     @classmethod
     def execute(cls, pixels, vae, tile_size, overlap, temporal_size=64, temporal_overlap=8) -> io.NodeOutput:
-        tiled = {"tile_x": tile_size, "tile_y": tile_size, "overlap": overlap,
-                 "tile_t": temporal_size, "overlap_t": temporal_overlap}
-        part = encode_cache.vae_encode(vae, pixels[:, :, :, :3], tiled=tiled)
-        encode_cache.report("RecallVAEEncodeTiled", _node_id(cls), [part])
-        return io.NodeOutput({"samples": part.value})
+        return io.NodeOutput(*run_wrapped("RecallVAEEncodeTiled", cls, "VAEEncodeTiled",
+                                          pinned=encode_cache.is_preferred(pixels), pixels=pixels, vae=wrap(vae),
+                                          tile_size=tile_size, overlap=overlap, temporal_size=temporal_size,
+                                          temporal_overlap=temporal_overlap))
 
 
 class RecallCLIPVisionEncode(io.ComfyNode):
@@ -95,9 +105,9 @@ class RecallCLIPVisionEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip_vision, image, crop) -> io.NodeOutput:
-        part = encode_cache.clip_vision_encode(clip_vision, image, crop == "center")
-        encode_cache.report("RecallCLIPVisionEncode", _node_id(cls), [part])
-        return io.NodeOutput(part.value)
+        return io.NodeOutput(*run_wrapped("RecallCLIPVisionEncode", cls, "CLIPVisionEncode",
+                                          pinned=encode_cache.is_preferred(image), clip_vision=wrap(clip_vision),
+                                          image=image, crop=crop))
 
 
 class RecallCLIPTextEncode(io.ComfyNode):
@@ -122,12 +132,7 @@ class RecallCLIPTextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, text, clip) -> io.NodeOutput:
-        if clip is None:
-            raise RuntimeError("ERROR: clip input is invalid: None\n\nIf the clip is from a checkpoint loader node "
-                               "your checkpoint does not contain a valid clip or text encoder model.")
-        part = encode_cache.text_encode(clip, text)
-        encode_cache.report("RecallCLIPTextEncode", _node_id(cls), [part])
-        return io.NodeOutput(part.value)
+        return io.NodeOutput(*run_wrapped("RecallCLIPTextEncode", cls, "CLIPTextEncode", clip=wrap(clip), text=text))
 
 
 NODES = [RecallVAEEncode, RecallVAEEncodeTiled, RecallCLIPVisionEncode, RecallCLIPTextEncode]

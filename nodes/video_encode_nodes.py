@@ -1,40 +1,41 @@
 """Cached drop-ins for ComfyUI's image-to-video conditioning nodes (SVD, Wan 2.1).
 
-Only the encodings are cached. Each node first does the core node's pixel preparation
-(resize/crop to width x height, the Wan clip of `length` frames), looks the encodings up
-keyed on those pixels + the encoders + the parameters that shape them, and then builds its
-outputs the way the core node does from the (cached or fresh) encodings. So changing
-video_frames, fps, motion_bucket_id, the prompt (positive/negative) or batch_size encodes
-nothing.
+Each runs the core node of the running release with its encoders wrapped
+(nodes/encoder_wrap.py), so its outputs are core's by construction. The shortcuts follow
+from the keys of the encoder calls: video_frames, fps, motion_bucket_id, the prompt
+(positive/negative) and batch_size never reach an encoder, so changing them hits; the
+resolution, the image and Wan's length change the pixels the encoder is given, so they miss.
+
+SVD's augmentation: the core node adds unseeded noise (torch.randn_like). This node seeds
+the generator it draws from (torch.manual_seed(seed), the caller's RNG state restored
+afterwards), so the noisy pixels, and with them the cache entry, are reproducible.
 """
 from __future__ import annotations
 
-import torch
+import contextlib
 
-import comfy.clip_vision
-import comfy.model_management
-import comfy.utils
-import node_helpers
+import torch
 
 from ._api import io
 from . import encode_cache
+from .encode_nodes import run_wrapped
+from .encoder_wrap import wrap
 
 CATEGORY = encode_cache.CATEGORY
-_node_id = encode_cache.node_id
 
 MAX_RESOLUTION = 16384  # nodes.MAX_RESOLUTION in ComfyUI 0.3.64; a test compares it with core
 
 
-def _upscale(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """The core nodes' resize: bilinear to width x height after a centre crop to that aspect."""
-    return comfy.utils.common_upscale(image.movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)
-
-
-def _svd_noise(shape, seed: int, like: torch.Tensor) -> torch.Tensor:
-    # Core uses torch.randn_like (unseeded); a seeded CPU generator draws the same normal
-    # stream as torch.manual_seed(seed) + randn_like on the CPU, now reproducibly.
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randn(shape, generator=generator, dtype=like.dtype).to(like.device)
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device):
+    """Within: torch's generator for `device` starts from seed; outside, the caller's RNG state is untouched."""
+    if seed is None:
+        yield
+        return
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
 
 
 class RecallSVDImg2VidConditioning(io.ComfyNode):
@@ -78,23 +79,16 @@ class RecallSVDImg2VidConditioning(io.ComfyNode):
     @classmethod
     def execute(cls, clip_vision, init_image, vae, width, height, video_frames, motion_bucket_id, fps,
                 augmentation_level, seed=0) -> io.NodeOutput:
-        vision = encode_cache.clip_vision_encode(clip_vision, init_image, True)
-        pixels = _upscale(init_image, width, height)
-        encode_pixels = pixels[:, :, :, :3]
-        if augmentation_level > 0:
-            noise = lambda: _svd_noise(encode_pixels.shape, seed, encode_pixels)
-            latent_part = encode_cache.noisy_vae_encode(vae, encode_pixels, noise, augmentation_level, seed,
-                                                        pinned=encode_cache.is_preferred(init_image))
-        else:
-            latent_part = encode_cache.vae_encode(vae, encode_pixels)
-        encode_cache.report("RecallSVDImg2VidConditioning", _node_id(cls), [vision, latent_part])
-        pooled = vision.value.image_embeds.unsqueeze(0)
-        t = latent_part.value
-        extras = {"motion_bucket_id": motion_bucket_id, "fps": fps, "augmentation_level": augmentation_level}
-        positive = [[pooled, {**extras, "concat_latent_image": t}]]
-        negative = [[torch.zeros_like(pooled), {**extras, "concat_latent_image": torch.zeros_like(t)}]]
-        latent = torch.zeros([video_frames, 4, height // 8, width // 8])
-        return io.NodeOutput(positive, negative, {"samples": latent})
+        noisy = augmentation_level > 0
+        with seeded(seed if noisy else None, init_image.device):
+            out = run_wrapped("RecallSVDImg2VidConditioning", cls, "SVD_img2vid_Conditioning",
+                              pinned=encode_cache.is_preferred(init_image),
+                              hints={"seed": seed, "augmentation_level": augmentation_level} if noisy else None,
+                              clip_vision=wrap(clip_vision),
+                              init_image=init_image, vae=wrap(vae), width=width, height=height,
+                              video_frames=video_frames, motion_bucket_id=motion_bucket_id, fps=fps,
+                              augmentation_level=augmentation_level)
+        return io.NodeOutput(*out)
 
 
 def _wan_inputs():
@@ -114,16 +108,16 @@ def _wan_inputs():
     ]
 
 
+def _clip_hints(width: int, height: int, length: int) -> dict:
+    """The inputs that shape Wan's encoded clip besides the images: named when a miss is explained."""
+    return {"width": width, "height": height, "length": length}
+
+
 _OUTPUTS = [
     io.Conditioning.Output(display_name="positive"),
     io.Conditioning.Output(display_name="negative"),
     io.Latent.Output(display_name="latent"),
 ]
-
-
-def _with_values(positive, negative, values: dict):
-    return (node_helpers.conditioning_set_values(positive, values),
-            node_helpers.conditioning_set_values(negative, values))
 
 
 class RecallWanImageToVideo(io.ComfyNode):
@@ -148,30 +142,11 @@ class RecallWanImageToVideo(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, start_image=None,
                 clip_vision_output=None) -> io.NodeOutput:
-        latent = torch.zeros([batch_size, 16, ((length - 1) // 4) + 1, height // 8, width // 8],
-                             device=comfy.model_management.intermediate_device())
-        parts = []
-        if start_image is not None:
-            start = _upscale(start_image[:length], width, height)
-
-            def clip() -> torch.Tensor:  # the core node's padded clip: start frames, then grey
-                image = torch.ones((length, height, width, start.shape[-1]), device=start.device, dtype=start.dtype) * 0.5
-                image[:start.shape[0]] = start
-                return image[:, :, :, :3]
-
-            part = encode_cache.clip_encode(vae, "wan_i2v_clip", [start], {"length": length, "width": width,
-                                                                          "height": height}, clip,
-                                            pinned=encode_cache.is_preferred(start_image))
-            parts.append(part)
-            concat = part.value
-            mask = torch.ones((1, 1, latent.shape[2], concat.shape[-2], concat.shape[-1]),
-                              device=start.device, dtype=start.dtype)
-            mask[:, :, :((start.shape[0] - 1) // 4) + 1] = 0.0
-            positive, negative = _with_values(positive, negative, {"concat_latent_image": concat, "concat_mask": mask})
-        if clip_vision_output is not None:
-            positive, negative = _with_values(positive, negative, {"clip_vision_output": clip_vision_output})
-        encode_cache.report("RecallWanImageToVideo", _node_id(cls), parts)
-        return io.NodeOutput(positive, negative, {"samples": latent})
+        return io.NodeOutput(*run_wrapped(
+            "RecallWanImageToVideo", cls, "WanImageToVideo", pinned=encode_cache.is_preferred(start_image),
+            hints=_clip_hints(width, height, length),
+            positive=positive, negative=negative, vae=wrap(vae), width=width, height=height, length=length,
+            batch_size=batch_size, start_image=start_image, clip_vision_output=clip_vision_output))
 
 
 class RecallWanFirstLastFrameToVideo(io.ComfyNode):
@@ -198,42 +173,13 @@ class RecallWanFirstLastFrameToVideo(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, start_image=None, end_image=None,
                 clip_vision_start_image=None, clip_vision_end_image=None) -> io.NodeOutput:
-        scale = vae.spacial_compression_encode()
-        latent = torch.zeros([batch_size, vae.latent_channels, ((length - 1) // 4) + 1, height // scale, width // scale],
-                             device=comfy.model_management.intermediate_device())
-        start = None if start_image is None else _upscale(start_image[:length], width, height)
-        end = None if end_image is None else _upscale(end_image[-length:], width, height)
-        mask = torch.ones((1, 1, latent.shape[2] * 4, latent.shape[-2], latent.shape[-1]))
-        if start is not None:
-            mask[:, :, :start.shape[0] + 3] = 0.0
-        if end is not None:
-            mask[:, :, -end.shape[0]:] = 0.0
-
-        def clip() -> torch.Tensor:  # the core node's clip: grey, start frames first, end frames last
-            image = torch.ones((length, height, width, 3)) * 0.5
-            if start is not None:
-                image[:start.shape[0]] = start
-            if end is not None:
-                image[-end.shape[0]:] = end
-            return image[:, :, :, :3]
-
-        part = encode_cache.clip_encode(vae, "wan_flf_clip", [start, end], {"length": length, "width": width,
-                                                                          "height": height}, clip,
-                                        pinned=encode_cache.is_preferred(start_image) or encode_cache.is_preferred(end_image))
-        mask = mask.view(1, mask.shape[2] // 4, 4, mask.shape[3], mask.shape[4]).transpose(1, 2)
-        positive, negative = _with_values(positive, negative, {"concat_latent_image": part.value, "concat_mask": mask})
-        vision = clip_vision_start_image
-        if clip_vision_end_image is not None:
-            if vision is not None:
-                states = torch.cat([vision.penultimate_hidden_states, clip_vision_end_image.penultimate_hidden_states], dim=-2)
-                vision = comfy.clip_vision.Output()
-                vision.penultimate_hidden_states = states
-            else:
-                vision = clip_vision_end_image
-        if vision is not None:
-            positive, negative = _with_values(positive, negative, {"clip_vision_output": vision})
-        encode_cache.report("RecallWanFirstLastFrameToVideo", _node_id(cls), [part])
-        return io.NodeOutput(positive, negative, {"samples": latent})
+        pinned = encode_cache.is_preferred(start_image) or encode_cache.is_preferred(end_image)
+        return io.NodeOutput(*run_wrapped(
+            "RecallWanFirstLastFrameToVideo", cls, "WanFirstLastFrameToVideo", pinned=pinned,
+            hints=_clip_hints(width, height, length),
+            positive=positive, negative=negative, vae=wrap(vae), width=width, height=height, length=length,
+            batch_size=batch_size, start_image=start_image, end_image=end_image,
+            clip_vision_start_image=clip_vision_start_image, clip_vision_end_image=clip_vision_end_image))
 
 
 NODES = [RecallSVDImg2VidConditioning, RecallWanImageToVideo, RecallWanFirstLastFrameToVideo]

@@ -12,13 +12,17 @@ import json
 from typing import Any, Iterable, Mapping, Sequence
 
 _PREFIX = 12
-_CONTENT_NOUN = {"text": "prompt"}  # what the content keys of a kind are; images by default
+_CONTENT_NOUN = {"text": "prompt", "text_tokens": "prompt"}  # what the content keys of a kind are; images by default
 
 
-def make_label(kind: str, contents: Sequence[str], encoder: str, params: Mapping[str, Any] | None) -> str:
+def make_label(kind: str, contents: Sequence[str], encoder: str, params: Mapping[str, Any] | None,
+               hints: Mapping[str, Any] | None = None) -> str:
+    """hints: inputs of the calling node that shaped the content (a Wan clip's length), not in the key."""
     digest = "+".join(c[:_PREFIX] for c in contents)
-    return json.dumps({"k": kind, "c": digest, "e": encoder[:_PREFIX], "p": dict(params or {})},
-                      sort_keys=True, separators=(",", ":"), default=str)
+    doc = {"k": kind, "c": digest, "e": encoder[:_PREFIX], "p": dict(params or {})}
+    if hints:
+        doc["h"] = dict(hints)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _parse(label: str) -> dict | None:
@@ -43,11 +47,19 @@ def explain_miss(label: str, recent_labels: Iterable[str]) -> str:
         changed = []
         if other["e"] != current["e"]:
             changed.append("encoder changed (another model file or patches)")
+        hints = _changed(current.get("h") or {}, other.get("h") or {})
         if other["c"] != current["c"]:
-            changed.append(f"{_CONTENT_NOUN.get(current['k'], 'image')} changed")
-        params = sorted(k for k in current["p"].keys() | other["p"].keys()
-                        if current["p"].get(k) != other["p"].get(k))
+            # a changed hint (length, seed) is what changed the content: name it instead
+            changed.append(", ".join(hints) + " changed" if hints else
+                           f"{_CONTENT_NOUN.get(current['k'], 'image')} changed")
+        params = _changed(current["p"], other["p"])
         if params:
             changed.append(", ".join(params) + " changed")
         return "; ".join(changed) if changed else "entry expired or was evicted"
     return "first run"
+
+
+def _changed(a: dict, b: dict) -> list:
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return []
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

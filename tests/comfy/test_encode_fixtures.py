@@ -109,7 +109,7 @@ def spy_encoder(monkeypatch):
 
         def spy(*args, **kwargs):
             first = args[0] if args else next(iter(kwargs.values()))
-            calls.append(int(first.shape[0]))
+            calls.append(int(first.shape[0]) if hasattr(first, "shape") else 1)  # tokens: one call
             return original(*args, **kwargs)
         monkeypatch.setattr(owner, attr, spy)
         return calls
@@ -137,7 +137,10 @@ def image(seed: int, size: int = 64, frames: int = 1, width: int | None = None) 
 def run(node_cls, node_id: str = "7", **inputs):
     """Execute a V3 node the way ComfyUI does (a class clone with its hidden inputs)."""
     from comfy_api.latest import io
-    clone = node_cls.PREPARE_CLASS_CLONE({io.Hidden.unique_id: node_id})
+    hidden = {io.Hidden.unique_id: node_id}
+    if hasattr(io, "V3Data"):  # 0.8.0 passes V3Data (hidden inputs and dynamic paths); 0.3.64 the dict
+        hidden = {"hidden_inputs": hidden, "dynamic_paths": {}, "create_dynamic_tuple": False}
+    clone = node_cls.PREPARE_CLASS_CLONE(hidden)
     return clone.execute(**inputs).result
 
 

@@ -25,6 +25,13 @@ MODELS = {
     "clip_vision": ("clip_vision", "recall_test_clip_vision_vit_l14.safetensors", 1401),
     "sd15_checkpoint": ("checkpoints", "recall_test_sd15.safetensors", 1502),
 }
+# Built only when a test asks for them by name (the session-wide `models` fixture builds MODELS):
+# larger files that one test file needs.
+EXTRA_MODELS = {
+    "wan22_vae": ("vae", "recall_test_wan22_vae.safetensors", 2201),
+}
+
+ALL_MODELS = {**MODELS, **EXTRA_MODELS}
 
 # SD1.5 VAE (ComfyUI's default SD1.x ddconfig) and the SD1.5 UNet config that
 # ComfyUI's model detection derives from a real SD1.5 checkpoint.
@@ -36,6 +43,8 @@ SD15_UNET = {"use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_c
              "transformer_depth_middle": 1, "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
              "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8, "num_head_channels": -1,
              "use_temporal_attention": False, "use_temporal_resblock": False}
+WAN22_VAE = {"dim": 160, "z_dim": 48, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_scales": [],
+             "temperal_downsample": [False, True, True], "dropout": 0.0}  # ComfyUI's Wan 2.2 ddconfig
 WAN21_VAE = {"dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_scales": [],
              "temperal_downsample": [False, True, True], "dropout": 0.0}
 
@@ -65,6 +74,13 @@ def wan21_vae_layout() -> dict:
     import comfy.ldm.wan.vae
     with torch.device("meta"):
         return _shapes(comfy.ldm.wan.vae.WanVAE(**WAN21_VAE))
+
+
+def wan22_vae_layout() -> dict:
+    import torch
+    import comfy.ldm.wan.vae2_2
+    with torch.device("meta"):
+        return _shapes(comfy.ldm.wan.vae2_2.WanVAE(**WAN22_VAE))
 
 
 def clip_vision_layout(comfy_root: Path) -> dict:
@@ -105,6 +121,8 @@ def layout(name: str, comfy_root: Path) -> dict:
         return sd_vae_layout()
     if name == "wan21_vae":
         return wan21_vae_layout()
+    if name == "wan22_vae":
+        return wan22_vae_layout()
     if name == "clip_vision":
         return clip_vision_layout(comfy_root)
     if name == "sd15_checkpoint":
@@ -114,7 +132,7 @@ def layout(name: str, comfy_root: Path) -> dict:
                              ("cond_stage_model.transformer.", clip_l_layout(comfy_root))):
             out.update({prefix + k: v for k, v in part.items()})
         return out
-    raise ValueError(f"unknown model {name!r} (expected one of {sorted(MODELS)})")
+    raise ValueError(f"unknown model {name!r} (expected one of {sorted(ALL_MODELS)})")
 
 
 def fill(key: str, shape: tuple, dtype, gen):
@@ -144,7 +162,7 @@ def _is_norm(key: str) -> bool:
 def build(name: str, comfy_root: Path, out_dir: Path) -> Path:
     import torch
     from safetensors.torch import save_file
-    folder, filename, seed = MODELS[name]
+    folder, filename, seed = ALL_MODELS[name]
     target = out_dir / folder / filename
     if target.exists():
         return target
@@ -170,7 +188,7 @@ def main(argv=None) -> int:
         # Several test sessions may start at once: one builds, the others wait and reuse.
         fcntl.flock(lock, fcntl.LOCK_EX)
         for name in args.names:
-            folder, filename, _ = MODELS[name]
+            folder, filename, _ = ALL_MODELS[name]
             if (args.out / folder / filename).exists():
                 continue
             start = time.perf_counter()
