@@ -7,11 +7,15 @@
       ...
 
 Sizes accept ints (bytes) or strings with a unit: "512MB", "4GB", "1.5GiB"
-(K/M/G/T are powers of 1024, as memory is measured). Every bad value raises
-CacheConfigError naming the key, the value and what is allowed.
+(K/M/G/T are powers of 1024, as memory is measured). Numbers are finite and
+bounded (a size at most MAX_BYTES, a lifetime at most MAX_NUMBER), so a setting
+always serializes as plain JSON. Every bad value raises CacheConfigError naming
+the key, the value and what is allowed.
 """
 import dataclasses
+import math
 import os
+import reprlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -68,23 +72,43 @@ _FLOAT_KEYS = {"ttl_minutes", "text_ttl_minutes", "disk_ttl_hours"}
 _BOOL_KEYS = {"enabled", "wrap_core_encoders", "ddim_in_ksampler"}
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": MB, "mb": MB, "mib": MB,
           "g": GB, "gb": GB, "gib": GB, "t": 2**40, "tb": 2**40, "tib": 2**40}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_SIZE_RE = re.compile(r"\s*(\d{1,30}(?:\.\d{1,30})?)\s*([a-zA-Z]*)\s*")
+MAX_BYTES = 2**60            # 1 EiB: above any real memory or disk, far below float and int64 limits
+MAX_NUMBER = 10**9           # lifetimes (minutes, hours) and counts: ~1900 years of minutes
+_SIZE_EXPECTED = f"a size such as 512MB, 4GB or a number of bytes >= 0 and <= {MAX_BYTES} (1 EiB)"
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 80
+_short.maxlist = _short.maxtuple = _short.maxdict = 6
+_short.maxlevel = 3
 
 
 def _fail(key: str, value: Any, expected: str, source: str) -> CacheConfigError:
-    return CacheConfigError(f"[Recall] config: {key}={value!r} from {source} is invalid (expected {expected}). "
-                            f"Fix the value or remove it to use the default.")
+    # the value is shown shortened: a request may send megabytes or thousands of nested lists
+    return CacheConfigError(f"[Recall] config: {key}={_short.repr(value)} from {source} is invalid "
+                            f"(expected {expected}). Fix the value or remove it to use the default.")
+
+
+def _finite_at_most(number, limit) -> bool:
+    try:
+        return math.isfinite(number) and 0 <= number <= limit
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def parse_size(key: str, value: Any, source: str = "config") -> int:
     if isinstance(value, bool):
-        raise _fail(key, value, "a size such as 512MB, 4GB or a number of bytes >= 0", source)
-    if isinstance(value, (int, float)) and value >= 0:
+        raise _fail(key, value, _SIZE_EXPECTED, source)
+    if isinstance(value, (int, float)):
+        if not _finite_at_most(value, MAX_BYTES):
+            raise _fail(key, value, _SIZE_EXPECTED, source)
         return int(value)
-    m = _SIZE_RE.match(str(value)) if isinstance(value, str) else None
+    m = _SIZE_RE.fullmatch(value) if isinstance(value, str) else None
     if m is None or m.group(2).lower() not in _UNITS:
-        raise _fail(key, value, "a size such as 512MB, 4GB or a number of bytes >= 0", source)
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        raise _fail(key, value, _SIZE_EXPECTED, source)
+    size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not _finite_at_most(size, MAX_BYTES):
+        raise _fail(key, value, _SIZE_EXPECTED, source)
+    return int(size)
 
 
 def _parse_bool(key, value, source):
@@ -100,17 +124,39 @@ def _parse_bool(key, value, source):
 
 
 def _parse_number(key, value, source, kind):
+    expected = f"a {'whole ' if kind is int else ''}number >= 0 and <= {MAX_NUMBER}"
     try:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or (isinstance(value, str) and len(value) > 64):
             raise ValueError
+        if isinstance(value, float) and not _finite_at_most(value, MAX_NUMBER):
+            raise ValueError  # before int(): int(inf) raises OverflowError
         number = kind(value.strip() if isinstance(value, str) else value)
         if kind is int and isinstance(value, float) and value != int(value):
             raise ValueError
-    except (TypeError, ValueError):
-        raise _fail(key, value, f"a {'whole ' if kind is int else ''}number >= 0", source) from None
-    if number < 0 or number != number:
-        raise _fail(key, value, f"a {'whole ' if kind is int else ''}number >= 0", source)
+    except (TypeError, ValueError, OverflowError):
+        raise _fail(key, value, expected, source) from None
+    if not _finite_at_most(number, MAX_NUMBER):  # also NaN and Infinity (not JSON)
+        raise _fail(key, value, expected, source)
     return number
+
+
+def check_image_name(name: Any) -> str | None:
+    """Why a preferred_images entry cannot name a file inside the input folder, or None.
+
+    Only the form is checked here (ComfyUI-free); nodes/preferred_images.py resolves
+    the name inside ComfyUI's input folder and checks that it is a regular file.
+    """
+    if not isinstance(name, str) or not name:
+        return "not a file name"
+    if len(name) > 255 * 4:
+        return "too long"
+    if any(ord(c) < 32 for c in name):
+        return "holds a control character"
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        return "is an absolute path"
+    if any(part == ".." for part in re.split(r"[\\/]", name)):
+        return "climbs out of the input folder ('..')"
+    return None
 
 
 def _parse_list(key, value, source, env: bool):
@@ -127,8 +173,14 @@ def _parse_list(key, value, source, env: bool):
         return ()
     if not isinstance(value, (list, tuple)):
         raise _fail(key, value, "a list" + (" of file names" if key == "preferred_images" else ""), source)
-    if key == "preferred_images" and not all(isinstance(v, str) and v for v in value):
-        raise _fail(key, value, "a list of file names (strings)", source)
+    if key == "preferred_images":
+        if len(value) > 256:
+            raise _fail(key, value, "at most 256 file names", source)
+        for name in value:
+            why = check_image_name(name)
+            if why is not None:
+                raise _fail(key, value, f"names of files in ComfyUI's input folder; {_short.repr(name)} {why}",
+                            source)
     return tuple(value)
 
 
@@ -149,7 +201,7 @@ def _parse(key: str, value: Any, source: str, env: bool = False) -> Any:
             raise _fail(key, value, " or ".join(BACKENDS), source)
         return value
     if key == "redis_url":
-        if not isinstance(value, str) or not re.match(r"^(redis|rediss|unix)://", value):
+        if not isinstance(value, str) or not re.match(r"(redis|rediss|unix)://", value):
             raise _fail(key, value, "a URL starting with redis://, rediss:// or unix://", source)
         return value
     if key == "disk_dir":

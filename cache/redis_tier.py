@@ -8,11 +8,17 @@ misplaced value is a miss and is deleted.
 
 Redis must never slow a workflow down or break it:
 - every socket operation has a short timeout (redis_timeout_ms) and redis-py's
-  own retries are off, so a down or hung server costs at most one timeout;
+  own retries are off;
+- a lookup (the only call a run waits for) runs on a lookup thread, and the run
+  waits for it at most LOOKUP_WAIT_SHARE of redis_timeout_ms: a down or hung
+  server costs a run less than redis_timeout_ms, the network and thread
+  hand-off included;
 - after a failure a circuit breaker skips Redis for a back-off period (doubling
-  up to a cap) and then probes again, so an outage costs one timeout per
-  back-off, not one per lookup; the first failure warns once and emits
-  "backend_down", the first success after it "backend_up" (Tier helpers);
+  up to a cap); lookups never re-test the connection themselves: when the
+  back-off ends, a background probe (PING) does, so an outage costs a run at
+  most the one lookup that found Redis gone, however many calls the run makes
+  (lookup, write, and again after each back-off); the first failure warns once
+  and emits "backend_down", the first success after it "backend_up";
 - writes go through a bounded queue to one writer thread; a full queue drops
   the write with a counted warning; a full Redis (OOM) skips the write with a
   warning and keeps reads working.
@@ -20,6 +26,7 @@ redis-py is imported only when the tier first talks to Redis, so the pack loads
 without it; warm_up() does that first talk at start-up, in the background.
 """
 import atexit
+import concurrent.futures
 import logging
 import time
 import weakref
@@ -34,6 +41,8 @@ from .write_queue import BoundedWriteQueue
 _log = logging.getLogger("recall.cache")
 PREFIX = "recall"
 _GLOB_SPECIAL = "*?[]\\"
+LOOKUP_WAIT_SHARE = 0.5   # of redis_timeout_ms: leaves room for thread wake-ups on a loaded machine
+_THREADS = 4
 
 
 def redis_key(namespace: str, key: str) -> str:
@@ -161,6 +170,10 @@ class RedisTier(Tier):
         self.usage_max_keys = usage_max_keys
         self._usage: dict[str, tuple[int, int]] = {}
         self._usage_at: float | None = None
+        self.lookup_wait_s = self.timeout_s * LOOKUP_WAIT_SHARE
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # lookups and probes, made on first use
+        self._probe: concurrent.futures.Future | None = None
+        self._last_background: concurrent.futures.Future | None = None
         _live_tiers.add(self)
 
     def describe(self) -> str:
@@ -168,19 +181,25 @@ class RedisTier(Tier):
 
     # -- connection and breaker --------------------------------------------------------
     def _client(self, writer: bool = False):
-        with self._lock:
-            if self._errors is None:
-                self._errors = _backend_errors()
-            if writer:
-                if self._writer_client is None:
-                    # a separate connection with a longer read timeout: a big value on a slow link is
-                    # not an outage, and the writer never holds up a lookup
-                    self._writer_client = self._factory(self.url, self.timeout_s,
-                                                        read_timeout_s=self.write_timeout_s)
-                return self._writer_client
-            if self._reader is None:
-                self._reader = self._factory(self.url, self.timeout_s)
-            return self._reader
+        # made outside the lock: making one imports and inspects redis-py, and a lookup or a
+        # write must never wait on the lock for that
+        if self._errors is None:
+            self._errors = _backend_errors()
+        if writer:
+            if self._writer_client is None:
+                # a separate connection with a longer read timeout: a big value on a slow link is
+                # not an outage, and the writer never holds up a lookup
+                client = self._factory(self.url, self.timeout_s, read_timeout_s=self.write_timeout_s)
+                with self._lock:
+                    if self._writer_client is None:
+                        self._writer_client = client
+            return self._writer_client
+        if self._reader is None:
+            client = self._factory(self.url, self.timeout_s)
+            with self._lock:
+                if self._reader is None:
+                    self._reader = client
+        return self._reader
 
     def _allowed(self) -> bool:
         """False while the breaker is open; one caller at a time probes after the back-off."""
@@ -235,11 +254,77 @@ class RedisTier(Tier):
         """
         return bool(self._call("connect", lambda c: c.ping(), default=False))
 
+    def _threads(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(_THREADS, thread_name_prefix="recall-redis-read")
+                # start the threads now: starting one inside a lookup costs milliseconds on a busy machine
+                for _ in range(_THREADS):
+                    self._pool.submit(time.sleep, 0.001)
+            return self._pool
+
+    def _lookup_allowed(self) -> bool:
+        """Like _allowed, but a lookup never probes: once the back-off is over it starts a
+        background probe and skips Redis itself (the run does not wait for the probe)."""
+        with self._lock:
+            if not self.is_down:
+                return True
+            if self.clock() < self._retry_at or (self._probe is not None and not self._probe.done()):
+                return False
+            self._retry_at = self.clock() + self._backoff
+            self._probe = self._in_background(self._reconnect)
+            return False
+
+    def _reconnect(self) -> None:
+        """The background probe: one PING, past the breaker (which the lookup that started it set)."""
+        try:
+            self._client().ping()
+        except Exception as exc:
+            if isinstance(exc, ImportError) or (self._errors is not None and isinstance(exc, self._errors)):
+                self._failed("reconnect", exc)
+                return
+        self._succeeded()  # a PONG, or an error reply: Redis answers
+
+    def _in_background(self, fn, *args) -> concurrent.futures.Future:
+        future = self._last_background = self._threads().submit(fn, *args)
+        return future
+
+    def wait_background(self, timeout: float | None = None) -> None:
+        """Until the last probe or damaged-value delete has finished (tests, benchmarks)."""
+        last = self._last_background
+        if last is not None:
+            concurrent.futures.wait([last], timeout)
+
+    def _bounded(self, action: str, fn: Callable[[Any], Any]):
+        """fn(client) for a lookup: at most lookup_wait_s of the caller's time, never raised for outages."""
+        deadline = time.perf_counter() + self.lookup_wait_s
+        if not self._lookup_allowed():
+            return None
+        try:
+            client = self._client()
+        except ImportError as exc:
+            self._failed(action, CacheBackendError(f"redis-py is not installed ({exc})"))
+            return None
+        future = self._threads().submit(fn, client)
+        try:
+            result = future.result(timeout=max(0.0, deadline - time.perf_counter()))
+        except concurrent.futures.TimeoutError:
+            self._failed(action, CacheBackendError(f"no answer within {self.lookup_wait_s * 1000:.0f} ms"))
+            return None
+        except Exception as exc:
+            if self._errors is not None and isinstance(exc, self._errors):
+                self._failed(action, exc)
+                return None
+            self._succeeded()  # an error reply (WRONGTYPE, ...): Redis is up
+            raise
+        self._succeeded()
+        return result
+
     # -- reads ---------------------------------------------------------------------------
     def get(self, namespace: str, key: str) -> Entry | None:
         rkey = redis_key(namespace, key)
         try:
-            data = self._call("read", lambda c: c.get(rkey))
+            data = self._bounded("read", lambda c: c.get(rkey))
         except Exception as exc:  # e.g. WRONGTYPE: a foreign value under our key
             data = exc
         if data is None:
@@ -253,16 +338,19 @@ class RedisTier(Tier):
                 raise CorruptEntry("value belongs to another key or namespace")
             meta = _entry_meta(doc)
         except CorruptEntry as exc:
-            try:
-                self._call("delete a damaged value", lambda c: c.delete(rkey))
-            except Exception as err:  # an error reply to DEL: the value stays, still a miss
-                _log.debug("could not delete %s: %s", rkey, err)
+            self._in_background(self._delete_damaged, rkey)  # off the run: the lookup is over
             self.warn_once("corrupt", f"[Recall] cache: removed damaged Redis value {rkey} ({exc}); it counts "
                                       "as a miss. Further damaged values are logged at debug level.")
             self.record_miss(namespace)
             return None
         self.record_hit(namespace, meta.compute_seconds)
         return Entry(value, meta)
+
+    def _delete_damaged(self, rkey: str) -> None:
+        try:
+            self._call("delete a damaged value", lambda c: c.delete(rkey))
+        except Exception as err:  # an error reply to DEL: the value stays, still a miss
+            _log.debug("could not delete %s: %s", rkey, err)
 
     # -- writes --------------------------------------------------------------------------
     def _ttl_ms(self, meta: EntryMeta) -> int | None:
@@ -348,6 +436,9 @@ class RedisTier(Tier):
     def close(self) -> None:
         """Finish queued writes, stop the writer, drop the connections."""
         self._writes.close(timeout=self.write_timeout_s)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
         for client in (self._reader, self._writer_client):
             try:
                 if client is not None:

@@ -9,14 +9,21 @@ async function call(method, route, body) {
     options.body = JSON.stringify(body);
   }
   const response = await api.fetchApi(route, options);
+  const text = await response.text();
   let data = null;
+  let parseError = null;
   try {
-    data = await response.json();
-  } catch {
-    data = null;
+    data = text ? JSON.parse(text) : null;
+  } catch (error) {
+    parseError = error;
   }
   if (!response.ok) {
     throw new Error(data?.error || `${method} ${route} failed with HTTP ${response.status}`);
+  }
+  if (parseError || data === null) {
+    // say so instead of handing the panel nothing: an empty dialog hides the fault
+    throw new Error(`[Recall] ${method} ${route}: the answer is not valid JSON ` +
+                    `(${parseError?.message || "empty body"}). See the ComfyUI log.`);
   }
   return data;
 }

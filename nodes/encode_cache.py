@@ -22,9 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import torch
 
-from ..cache.keys import build_key, content_key
+from ..cache.keys import build_key
 from . import events
 from .lib.miss_reason import explain_miss, make_label
 from .lib.tensor_tree import restore_devices, tensor_devices
@@ -196,68 +195,3 @@ def _clip_vision_output(fields: dict):
     for name, value in fields.items():
         out[name] = value
     return out
-
-
-# --- preferred images: entries whose source image is one of the config's files stay hot ----
-
-_preferred_lock = threading.Lock()
-_preferred: dict = {"signature": None, "keys": frozenset()}
-
-
-def preferred_keys() -> frozenset:
-    """Content keys of the preferred files' pixels, decoded the way LoadImage decodes them.
-
-    Keys are content keys, so a preferred picture is recognised wherever it comes from
-    (LoadImage, another loader, an upload under another name). Files are decoded once
-    and again only when one changes (name, size, mtime).
-    """
-    from . import runtime
-    try:
-        names = list(runtime.get_config().preferred_images)
-    except Exception:
-        return frozenset()
-    if not names:
-        return frozenset()
-    import folder_paths
-    signature = []
-    for name in names:
-        path = folder_paths.get_annotated_filepath(name)
-        try:
-            st = _stat(path)
-        except OSError:
-            continue
-        signature.append((name, path, st))
-    signature = tuple(signature)
-    with _preferred_lock:
-        if signature != _preferred["signature"]:
-            _preferred["keys"] = _decode_preferred(signature)
-            _preferred["signature"] = signature
-        return _preferred["keys"]
-
-
-def _stat(path: str) -> tuple[int, int]:
-    import os
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
-
-
-def _decode_preferred(signature) -> frozenset:
-    import nodes as comfy_nodes  # ComfyUI's nodes.py (our package is imported relatively)
-    keys = set()
-    for name, _path, _st in signature:
-        try:
-            image, _mask = comfy_nodes.LoadImage().load_image(name)
-        except Exception as exc:
-            _log.warning("[Recall] preferred image %r could not be decoded: %s", name, exc)
-            continue
-        keys.add(content_key(image))
-        keys.update(content_key(image[i:i + 1]) for i in range(image.shape[0]))
-    _log.info("[Recall] %d preferred image(s) will be kept in the hot tier", len(signature))
-    return frozenset(keys)
-
-
-def is_preferred(image: torch.Tensor | None) -> bool:
-    if image is None:
-        return False
-    keys = preferred_keys()
-    return bool(keys) and content_key(image) in keys

@@ -8,7 +8,7 @@ identity and the call's other arguments, and the output is core's by constructio
 from __future__ import annotations
 
 from ._api import io
-from . import encode_cache
+from . import encode_cache, preferred_images
 from .core_nodes import run_core
 from .encoder_calls import collecting
 from .encoder_wrap import wrap
@@ -48,7 +48,7 @@ class RecallVAEEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, pixels, vae) -> io.NodeOutput:
-        return io.NodeOutput(*run_wrapped("RecallVAEEncode", cls, "VAEEncode", pinned=encode_cache.is_preferred(pixels),
+        return io.NodeOutput(*run_wrapped("RecallVAEEncode", cls, "VAEEncode", pinned=preferred_images.is_preferred(pixels),
                                           pixels=pixels, vae=wrap(vae)))
 
 
@@ -79,7 +79,7 @@ class RecallVAEEncodeTiled(io.ComfyNode):
     @classmethod
     def execute(cls, pixels, vae, tile_size, overlap, temporal_size=64, temporal_overlap=8) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped("RecallVAEEncodeTiled", cls, "VAEEncodeTiled",
-                                          pinned=encode_cache.is_preferred(pixels), pixels=pixels, vae=wrap(vae),
+                                          pinned=preferred_images.is_preferred(pixels), pixels=pixels, vae=wrap(vae),
                                           tile_size=tile_size, overlap=overlap, temporal_size=temporal_size,
                                           temporal_overlap=temporal_overlap))
 
@@ -106,7 +106,7 @@ class RecallCLIPVisionEncode(io.ComfyNode):
     @classmethod
     def execute(cls, clip_vision, image, crop) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped("RecallCLIPVisionEncode", cls, "CLIPVisionEncode",
-                                          pinned=encode_cache.is_preferred(image), clip_vision=wrap(clip_vision),
+                                          pinned=preferred_images.is_preferred(image), clip_vision=wrap(clip_vision),
                                           image=image, crop=crop))
 
 

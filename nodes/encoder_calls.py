@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 
 from ..cache.keys import content_key
-from . import encode_cache
+from . import encode_cache, preferred_images
 from .lib.tensor_tree import tree_digest
 
 _log = logging.getLogger("recall.encode")
@@ -167,7 +167,7 @@ def _pinned(tensors) -> bool:
     if collector is not None and collector["pinned"]:
         return True
     try:
-        return any(encode_cache.is_preferred(t) for t in tensors)
+        return any(preferred_images.is_preferred(t) for t in tensors)
     except Exception:  # preferred images are a courtesy; never fail a call over them
         return False
 

@@ -1,7 +1,7 @@
 """The bridge between ComfyUI and the cache engine: the only place that knows ComfyUI facts.
 
 It resolves the user directory, the accelerator and the user who queued the
-running prompt, and hands them to cache/ as plain arguments. ComfyUI modules are
+running prompt (recorded by prompt_owner.py), and hands them to cache/ as plain arguments. ComfyUI modules are
 imported inside functions so this module imports (and its tests run) without
 ComfyUI. Nothing here does heavy work at start-up: the store and its tiers are
 built on first use, and tiers open folders and connections on their first call.
@@ -9,6 +9,7 @@ built on first use, and tiers open folders and connections on their first call.
 import logging
 import os
 import threading
+import uuid
 from pathlib import Path
 
 from ..cache.config import RUNTIME_KEYS, CacheConfig, build_store, describe, load_config
@@ -22,8 +23,6 @@ DEFAULT_NAMESPACE = "default"  # conditioning when ComfyUI runs single-user
 _lock = threading.RLock()
 _config: CacheConfig | None = None
 _store = None
-_client_users: dict[str, str] = {}
-_MAX_CLIENTS = 4096
 
 
 # -- ComfyUI facts ---------------------------------------------------------------------
@@ -127,37 +126,44 @@ def reset_for_tests() -> None:
         if _store is not None:
             _store.close()
         _config, _store = None, None
-        _client_users.clear()
 
 
 # -- namespaces --------------------------------------------------------------------------
-def register_client_user(client_id: str, user: str) -> None:
-    """Remember which user a websocket client belongs to (called by the route with comfy-user)."""
-    if not client_id or not user:
-        return
-    with _lock:
-        if len(_client_users) >= _MAX_CLIENTS and client_id not in _client_users:
-            _client_users.pop(next(iter(_client_users)))
-        _client_users[str(client_id)] = str(user)
-
-
 def user_namespace(user: str) -> str:
     """The namespace of one ComfyUI user's L2 entries (routes filter stats and clears by it)."""
     return f"user:{user}"
 
 
 def current_namespace() -> str:
-    """The L2 (per-user) namespace: the user who queued the running prompt in --multi-user mode."""
+    """The L2 (per-user) namespace of the running prompt.
+
+    Single-user: "default". --multi-user: the namespace of the user who queued the prompt,
+    as recorded at POST /prompt (prompt_owner.py), never derived from the prompt's client
+    id, which any user can read and reuse. A prompt whose user is unknown is a namespace of
+    its own ("anon:<prompt id>"): nobody else's entries, and nobody else reaches its.
+    """
     if not _multi_user():
         return DEFAULT_NAMESPACE
+    from . import prompt_owner
     try:
         from server import PromptServer
-        client_id = getattr(PromptServer.instance, "client_id", None)
+        prompt_id = getattr(PromptServer.instance, "last_prompt_id", None)
     except Exception:
-        return DEFAULT_NAMESPACE
-    with _lock:
-        user = _client_users.get(client_id) if client_id else None
-    return user_namespace(user) if user else DEFAULT_NAMESPACE
+        prompt_id = None
+    user = prompt_owner.owner_of(prompt_id)
+    if user is not None:
+        return user_namespace(user)
+    return f"anon:{prompt_id if prompt_id is not None else uuid.uuid4()}"
+
+
+def track_prompt_owners() -> bool:
+    """With --multi-user, record who queues each prompt (called once when the pack loads)."""
+    if not _multi_user():
+        return False
+    from server import PromptServer
+    from . import prompt_owner
+    server = PromptServer.instance
+    return prompt_owner.install(server, server.user_manager.get_request_user_id)
 
 
 # -- settings, stats, clearing (for the routes) ------------------------------------------
@@ -171,8 +177,12 @@ def update_settings(changes: dict) -> CacheConfig:
     global _config
     unknown = [k for k in changes if k not in RUNTIME_KEYS]
     if unknown:
-        raise CacheConfigError(f"[Recall] settings: {unknown[0]!r} cannot be changed while ComfyUI runs "
+        raise CacheConfigError(f"[Recall] settings: {unknown[0]!r:.100} cannot be changed while ComfyUI runs "
                                f"(expected one of: {', '.join(RUNTIME_KEYS)}). Set it in the config file and restart.")
+    new = get_config().replace(changes, source="settings")
+    if "preferred_images" in changes:
+        from .preferred_images import validate
+        validate(new.preferred_images)  # each a regular file inside the input folder, or a 400
     with _lock:
         new = get_config().replace(changes, source="settings")
         _config = new

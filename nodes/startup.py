@@ -29,6 +29,11 @@ def _register_routes() -> None:
     routes.register(PromptServer.instance.routes)
 
 
+def _track_prompt_owners() -> None:
+    from . import runtime
+    runtime.track_prompt_owners()
+
+
 def _apply_opt_in_settings(config) -> None:
     # Both change ComfyUI's globals, so they stay off unless the user turns them on.
     if config.wrap_core_encoders:
@@ -86,6 +91,7 @@ def on_pack_loaded(nodes: list) -> None:
         _log.exception("[Recall] cache set-up failed; the nodes still run, without caching")
         config = None
     _step("routes", _register_routes)
+    _step("prompt owners", _track_prompt_owners)
     if config is not None:
         _step("cache warm-up", _start_warm_up, config)
         _step("opt-in settings", _apply_opt_in_settings, config)

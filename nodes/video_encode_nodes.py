@@ -17,7 +17,7 @@ import contextlib
 import torch
 
 from ._api import io
-from . import encode_cache
+from . import encode_cache, preferred_images
 from .encode_nodes import run_wrapped
 from .encoder_wrap import wrap
 
@@ -82,7 +82,7 @@ class RecallSVDImg2VidConditioning(io.ComfyNode):
         noisy = augmentation_level > 0
         with seeded(seed if noisy else None, init_image.device):
             out = run_wrapped("RecallSVDImg2VidConditioning", cls, "SVD_img2vid_Conditioning",
-                              pinned=encode_cache.is_preferred(init_image),
+                              pinned=preferred_images.is_preferred(init_image),
                               hints={"seed": seed, "augmentation_level": augmentation_level} if noisy else None,
                               clip_vision=wrap(clip_vision),
                               init_image=init_image, vae=wrap(vae), width=width, height=height,
@@ -143,7 +143,7 @@ class RecallWanImageToVideo(io.ComfyNode):
     def execute(cls, positive, negative, vae, width, height, length, batch_size, start_image=None,
                 clip_vision_output=None) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped(
-            "RecallWanImageToVideo", cls, "WanImageToVideo", pinned=encode_cache.is_preferred(start_image),
+            "RecallWanImageToVideo", cls, "WanImageToVideo", pinned=preferred_images.is_preferred(start_image),
             hints=_clip_hints(width, height, length),
             positive=positive, negative=negative, vae=wrap(vae), width=width, height=height, length=length,
             batch_size=batch_size, start_image=start_image, clip_vision_output=clip_vision_output))
@@ -173,7 +173,7 @@ class RecallWanFirstLastFrameToVideo(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, start_image=None, end_image=None,
                 clip_vision_start_image=None, clip_vision_end_image=None) -> io.NodeOutput:
-        pinned = encode_cache.is_preferred(start_image) or encode_cache.is_preferred(end_image)
+        pinned = preferred_images.is_preferred(start_image) or preferred_images.is_preferred(end_image)
         return io.NodeOutput(*run_wrapped(
             "RecallWanFirstLastFrameToVideo", cls, "WanFirstLastFrameToVideo", pinned=pinned,
             hints=_clip_hints(width, height, length),

@@ -247,3 +247,145 @@ def test_a_client_id_stays_with_the_user_who_registered_it(multi):
     assert post(srv, "/recall/session", {"client_id": client_id}, headers=as_user(users["alice"])).status_code == 200
     taken = post(srv, "/recall/session", {"client_id": client_id}, headers=as_user(users["bob"]))
     assert taken.status_code == 409, taken.text
+
+
+# -- hostile bodies: a table over every route and field; never a 500, never broken JSON ------------
+def strict_json(response):
+    """The answer parsed as a browser parses it: NaN and Infinity are not JSON."""
+    def refuse(name):
+        raise AssertionError(f"{name} in an answer: {response.text[:200]}")
+    return json.loads(response.text, parse_constant=refuse)
+
+
+NESTED = "[" * 5000 + "]" * 5000
+HOSTILE_VALUES = {
+    "nested": "[" * 900 + "]" * 900, "deeper": NESTED, "1e309": "1e309", "-1e309": "-1e309",
+    "Infinity": "Infinity", "NaN": "NaN", "400 digits": "1" * 400, "5000 digits": "1" * 5000,
+    "400 digit GB": json.dumps("9" * 400 + "GB"), "newline": json.dumps("abc\n"), "nul": json.dumps("a\u0000b"),
+    "60 KB string": json.dumps("x" * 60_000), "object": '{"a": {"b": [1, 2]}}', "negative": "-1",
+    "true": "true", "null": "null",
+}
+FIELDS = [("/recall/clear", "tier"), ("/recall/clear", "namespace"), ("/recall/session", "client_id")] + [
+    ("/recall/settings", key) for key in ("enabled", "vram_entries", "vram_bytes", "ram_bytes", "disk_bytes",
+                                          "ttl_minutes", "text_ttl_minutes", "disk_ttl_hours", "preferred_images")]
+
+
+@pytest.fixture(scope="module")
+def settings_before(server):
+    before = get(server, "/recall/settings").json()
+    yield before
+    post(server, "/recall/settings", before)
+
+
+@pytest.mark.parametrize("route,field", FIELDS, ids=lambda v: str(v))
+def test_no_field_value_breaks_a_route_or_the_settings(server, settings_before, route, field):
+    for prefix in ("", "/api"):
+        for what, value in HOSTILE_VALUES.items():
+            raw = '{"%s": %s}' % (field, value)
+            answer = post(server, prefix + route, raw=raw)
+            assert answer.status_code in (200, 400, 413), (what, answer.status_code, answer.text[:300])
+            body = strict_json(answer)
+            if answer.status_code != 200:
+                assert body["error"].startswith("[Recall]") and len(answer.text) < 2000, (what, answer.text[:300])
+            settings = get(server, "/recall/settings")
+            assert settings.status_code == 200
+            strict_json(settings)
+    post(server, "/recall/settings", settings_before)
+
+
+@pytest.mark.parametrize("route", ["/recall/clear", "/recall/settings", "/recall/session"])
+@pytest.mark.parametrize("raw", [NESTED, "{" * 3000, '{"a":' * 3000, "Infinity", "[NaN]", "\x00"])
+def test_a_malformed_body_is_a_400(server, route, raw):
+    assert_400(post(server, route, raw=raw))
+
+
+@pytest.mark.parametrize("value", ["abc\n", "abc\r\n", "a b", "x" * 129])
+def test_a_client_id_is_matched_whole(server, value):
+    assert_400(post(server, "/recall/session", {"client_id": value}), "client_id")
+
+
+def test_a_namespace_with_a_trailing_newline_is_refused(server):
+    assert_400(post(server, "/recall/clear", {"namespace": "shared\n"}), "namespace")
+
+
+def _raw_post(srv, path, head_extra: str, parts: list[bytes], wait_between_s: float = 0.5) -> tuple[int, bytes]:
+    """POST with a raw socket, the body in separate TCP segments; (status, what came back between)."""
+    import socket
+    host, port = srv.url.split("//")[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{head_extra}\r\n"
+        sock.sendall(head.encode() + parts[0])
+        early = b""
+        for part in parts[1:]:
+            # the server must wait for the rest of the body: nothing may come back before it is sent
+            sock.settimeout(wait_between_s)
+            try:
+                early += sock.recv(65536)
+            except socket.timeout:
+                pass
+            sock.settimeout(30)
+            sock.sendall(part)
+        answer = early
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        return int(answer.split(b" ", 2)[1]), early
+    finally:
+        sock.close()
+
+
+def test_a_body_split_over_two_segments_is_read_whole(server, settings_before):
+    body = json.dumps({"ttl_minutes": 17}).encode()
+    status, early = _raw_post(server, "/recall/settings", f"Content-Length: {len(body)}\r\nConnection: close\r\n",
+                              [body[:7], body[7:]])
+    assert early == b"" and status == 200
+    assert get(server, "/recall/settings").json()["ttl_minutes"] == 17
+    post(server, "/recall/settings", settings_before)
+
+
+def test_a_chunked_body_split_over_segments_is_read_whole(server):
+    body = json.dumps({"client_id": uuid.uuid4().hex}).encode()
+    chunk = lambda b: f"{len(b):x}\r\n".encode() + b + b"\r\n"
+    status, early = _raw_post(server, "/recall/session", "Transfer-Encoding: chunked\r\nConnection: close\r\n",
+                              [chunk(body[:5]), chunk(body[5:]) + b"0\r\n\r\n"])
+    assert early == b"" and status == 200
+
+
+@pytest.mark.parametrize("how", ["content-length", "chunked", "declared small"])
+def test_a_body_over_the_limit_is_413_however_it_arrives(server, how):
+    big = json.dumps({"tier": "x" * (64 * 1024)}).encode()
+    if how == "content-length":
+        status, _ = _raw_post(server, "/recall/clear", f"Content-Length: {len(big)}\r\nConnection: close\r\n",
+                              [big[:1000], big[1000:]], wait_between_s=0.05)
+    elif how == "chunked":
+        chunk = lambda b: f"{len(b):x}\r\n".encode() + b + b"\r\n"
+        status, _ = _raw_post(server, "/recall/clear", "Transfer-Encoding: chunked\r\nConnection: close\r\n",
+                              [chunk(big[:1000]), chunk(big[1000:]) + b"0\r\n\r\n"], wait_between_s=0.05)
+    else:
+        status = requests.post(server.url + "/recall/clear", data=big, timeout=30).status_code
+    assert status == 413
+
+
+# -- preferred images: only regular files inside the input folder ---------------------------------------
+def test_preferred_images_outside_the_input_folder_or_not_files_are_refused_by_name(server, settings_before):
+    import os
+    input_dir = server.input_dir
+    write_input_image(input_dir, "preferred_ok.png", 16, 16, seed=1)
+    fifo = input_dir / "preferred_fifo.png"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    link = input_dir / "preferred_link.png"
+    if not link.is_symlink():
+        link.symlink_to("/etc/hostname")
+    (input_dir / "preferred_folder.png").mkdir(exist_ok=True)
+    for name in ["../../etc/passwd", "/etc/passwd", "a\u0000b.png", "preferred_fifo.png", "preferred_link.png",
+                 "preferred_folder.png", "missing.png", "preferred_ok.png [output]"]:
+        message = assert_400(post(server, "/recall/settings", {"preferred_images": ["preferred_ok.png", name]}),
+                             "preferred_images")
+        # the entry is named; path-like names show as <path> (answers never carry paths)
+        assert name[:20] in message or repr(name)[1:-1][:20] in message or "<path>" in message, (name, message)
+        assert get(server, "/recall/settings").json()["preferred_images"] == settings_before["preferred_images"]
+    ok = post(server, "/recall/settings", {"preferred_images": ["preferred_ok.png"]})
+    assert ok.status_code == 200 and ok.json()["preferred_images"] == ["preferred_ok.png"]
+    post(server, "/recall/settings", settings_before)

@@ -83,14 +83,17 @@ class ComfyClient:
         body = response.json()
         return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
 
-    def run_prompt(self, prompt: dict, timeout_s: float | None = None, history_wait_s: float = 5.0) -> PromptResult:
-        """Queue prompt and block until it finishes. Raises PromptRejected on validation errors."""
+    def run_prompt(self, prompt: dict, timeout_s: float | None = None, history_wait_s: float = 5.0,
+                   headers: dict | None = None, client_id: str | None = None) -> PromptResult:
+        """Queue prompt and block until it finishes. Raises PromptRejected on validation errors.
+
+        headers go with POST /prompt (e.g. comfy-user); client_id defaults to a fresh one."""
         timeout_s = timeout_s or self.timeout_s
-        client_id = uuid.uuid4().hex
+        client_id = client_id or uuid.uuid4().hex
         ws = websocket.create_connection(f"{self.ws_url}?clientId={client_id}", timeout=timeout_s)
         try:
             start = time.perf_counter()
-            response = requests.post(self.base_url + "/prompt",
+            response = requests.post(self.base_url + "/prompt", headers=headers or {},
                                      json={"prompt": prompt, "client_id": client_id}, timeout=30)
             if response.status_code != 200:
                 try:

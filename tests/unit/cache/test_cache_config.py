@@ -98,3 +98,60 @@ def test_build_store_tiers_follow_the_config(tmp_path):
 def test_describe_is_one_line_from_the_config():
     assert describe(CacheConfig(), disk_dir="/u/recall/cache") == "ram 4GB, disk 20GB at /u/recall/cache"
     assert "off" in describe(CacheConfig(enabled=False))
+
+
+# -- values a request or a careless file may hold: always a CacheConfigError, never another error ------
+HUGE_SIZES = [float("inf"), float("-inf"), float("nan"), 1e309, 10**400, 2**61, "9" * 400 + "GB",
+              "1e309", "Infinity", "NaN", "1" * 31 + "B"]
+
+
+@pytest.mark.parametrize("value", HUGE_SIZES, ids=repr)
+@pytest.mark.parametrize("key", ["ram_bytes", "vram_bytes", "disk_bytes", "redis_max_value_bytes"])
+def test_a_size_beyond_the_limit_or_not_finite_is_a_config_error(key, value):
+    with pytest.raises(CacheConfigError, match=key):
+        CacheConfig().replace({key: value})
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e309, 10**400, 10**9 + 1, "Infinity", "inf",
+                                   "nan", "9" * 400], ids=repr)
+@pytest.mark.parametrize("key", ["ttl_minutes", "text_ttl_minutes", "disk_ttl_hours", "vram_entries",
+                                 "redis_timeout_ms"])
+def test_a_number_beyond_the_limit_or_not_finite_is_a_config_error(key, value):
+    with pytest.raises(CacheConfigError, match=key):
+        CacheConfig().replace({key: value})
+
+
+def test_every_accepted_setting_serializes_as_strict_json():
+    import json
+    config = CacheConfig().replace({"ttl_minutes": 10**9, "ram_bytes": 2**60, "disk_ttl_hours": "1e9"})
+    json.dumps(config.as_dict(), allow_nan=False)
+
+
+def test_a_size_with_a_trailing_newline_is_still_a_size_but_junk_after_it_is_not():
+    assert parse_size("ram_bytes", "4GB\n") == 4 * 2**30
+    with pytest.raises(CacheConfigError):
+        parse_size("ram_bytes", "4GB\nx")
+
+
+def test_an_error_shows_a_huge_value_shortened():
+    nested = []
+    for _ in range(500):
+        nested = [nested]
+    with pytest.raises(CacheConfigError) as info:
+        CacheConfig().replace({"preferred_images": nested})
+    assert len(str(info.value)) < 600
+    with pytest.raises(CacheConfigError) as info:
+        CacheConfig().replace({"ram_bytes": "x" * 100_000})
+    assert len(str(info.value)) < 600
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "sub/../../x.png", "a\x00b.png", "C:\\x.png",
+                                  "\\\\server\\share\\x.png", "a\nb.png", "", 7, None, ["a.png"]], ids=repr)
+def test_a_preferred_image_outside_the_input_folder_by_its_form_is_refused(name):
+    with pytest.raises(CacheConfigError, match="preferred_images"):
+        CacheConfig().replace({"preferred_images": [name]})
+
+
+def test_a_preferred_image_in_a_subfolder_is_a_name():
+    assert CacheConfig().replace({"preferred_images": ["faces/a.png", "b..c.png"]}).preferred_images == (
+        "faces/a.png", "b..c.png")

@@ -97,19 +97,58 @@ def test_redis_backend_without_a_usable_tier_warns_and_keeps_local_tiers(comfy, 
 
 
 def test_namespace_is_default_in_single_user_mode(comfy):
-    runtime.register_client_user("c1", "alice")
-    comfy.server.PromptServer.instance.client_id = "c1"
+    comfy.server.PromptServer.instance.last_prompt_id = "p1"
     assert runtime.current_namespace() == "default"
 
 
-def test_namespace_follows_the_client_that_queued_the_prompt_in_multi_user_mode(comfy):
+def _queue(prompt_owner, headers, body, users=("alice", "bob")):
+    """What POST /prompt does before it queues: the request is current (the middleware's
+    context variable), then the on-prompt handler runs (the live-server tests run the real ones)."""
+    def user_of(request):
+        name = request.headers.get("comfy-user", "default")
+        if name not in users:
+            raise KeyError(name)
+        return name
+    token = prompt_owner._request.set(types.SimpleNamespace(headers=headers))
+    try:
+        return prompt_owner.on_prompt(dict(body), user_of)["prompt_id"]
+    finally:
+        prompt_owner._request.reset(token)
+
+
+def test_namespace_is_the_user_who_queued_the_prompt_never_the_client_id(comfy):
+    from recall_pack.nodes import prompt_owner
+    prompt_owner.reset_for_tests()
     comfy.args.multi_user = True
-    runtime.register_client_user("c1", "alice")
-    runtime.register_client_user("c2", "bob")
-    comfy.server.PromptServer.instance.client_id = "c2"
+    alice = _queue(prompt_owner, {"comfy-user": "alice"}, {"prompt": {}, "client_id": "bob-tab"})
+    bob = _queue(prompt_owner, {"comfy-user": "bob"}, {"prompt": {}, "client_id": "bob-tab"})
+    comfy.server.PromptServer.instance.last_prompt_id = alice
+    assert runtime.current_namespace() == "user:alice"
+    comfy.server.PromptServer.instance.last_prompt_id = bob
     assert runtime.current_namespace() == "user:bob"
-    comfy.server.PromptServer.instance.client_id = "unknown"
-    assert runtime.current_namespace() == "default"
+
+
+def test_a_prompt_id_of_another_user_is_replaced(comfy):
+    from recall_pack.nodes import prompt_owner
+    prompt_owner.reset_for_tests()
+    comfy.args.multi_user = True
+    bob = _queue(prompt_owner, {"comfy-user": "bob"}, {"prompt": {}, "prompt_id": "p-bob"})
+    stolen = _queue(prompt_owner, {"comfy-user": "alice"}, {"prompt": {}, "prompt_id": "p-bob"})
+    assert bob == "p-bob" and stolen != "p-bob"
+    assert prompt_owner.owner_of("p-bob") == "bob" and prompt_owner.owner_of(stolen) == "alice"
+
+
+def test_unknown_users_and_unrecorded_prompts_are_each_their_own_namespace(comfy):
+    from recall_pack.nodes import prompt_owner
+    prompt_owner.reset_for_tests()
+    comfy.args.multi_user = True
+    first = _queue(prompt_owner, {"comfy-user": "mallory"}, {"prompt": {}, "prompt_id": "x"})
+    second = _queue(prompt_owner, {}, {"prompt": {}, "prompt_id": "x"})
+    names = set()
+    for prompt_id in (first, second, "never-posted"):
+        comfy.server.PromptServer.instance.last_prompt_id = prompt_id
+        names.add(runtime.current_namespace())
+    assert len(names) == 3 and all(n.startswith("anon:") for n in names)
 
 
 def test_update_settings_lowers_the_live_cap_at_once(comfy):

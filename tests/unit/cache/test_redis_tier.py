@@ -178,6 +178,7 @@ def test_tampered_value_is_a_miss_and_deleted(make_redis, fake, damage, caplog):
     c.set("recall:ns:k", bytes(data))
     with caplog.at_level(logging.WARNING, "recall.cache"):
         assert tier.get("ns", "k") is None
+        tier.wait_background(10)  # the delete runs off the lookup
     assert not c.exists("recall:ns:k")
     assert "damaged Redis value" in caplog.text
     assert tier.stats()["ns"].misses == 1
@@ -187,6 +188,7 @@ def test_wrong_redis_type_under_our_key_is_a_miss(make_redis, fake):
     tier = make_redis()
     fake.client().hset("recall:ns:k", "a", "b")
     assert tier.get("ns", "k") is None
+    tier.wait_background(10)
     assert not fake.client().exists("recall:ns:k")
 
 
@@ -238,7 +240,9 @@ def test_breaker_skips_redis_until_backoff_then_recovers(make_redis, fake, clock
     fake.server.connected = True
     assert tier.get("ns", "k") is None          # still inside the back-off: Redis not asked
     clock.advance(2.0)
-    assert tier.get("ns", "k") is not None      # probe succeeds: reconnected by itself
+    assert tier.get("ns", "k") is None          # the lookup only starts a probe in the background
+    tier.wait_background(10)
+    assert tier.get("ns", "k") is not None      # probe succeeded: reconnected by itself
     assert events == ["backend_down", "backend_up"]
 
 
@@ -252,7 +256,8 @@ def test_backoff_doubles_while_the_outage_lasts(make_redis, fake, clock):
         tier.get("ns", "k")
         assert tier._backoff == before
         clock.advance(tier._retry_at - clock())
-        tier.get("ns", "k")          # the probe fails again
+        tier.get("ns", "k")          # starts the probe, which fails again
+        tier.wait_background(10)
         assert tier._backoff == expected
 
 
@@ -325,7 +330,7 @@ def test_hung_redis_costs_one_timeout_then_nothing(clock):
     finally:
         tier.close()
         listener.close()
-    assert 0.04 <= first < 0.25, first   # the 50 ms read timeout, plus a loaded machine's slack
+    assert first < 0.05, first           # under the 50 ms promise, thread hand-off included
     assert second < 0.005, second        # breaker open: Redis is not asked
 
 
@@ -410,7 +415,67 @@ def test_error_reply_during_outage_counts_as_recovery(make_redis, fake, clock):
     fake.server.connected = False
     tier.get("ns", "k")
     fake.server.connected = True
-    fake.client().hset("recall:ns:k", "a", "b")  # the probe gets a WRONGTYPE reply: Redis is up
+    fake.client().hset("recall:ns:k", "a", "b")  # a WRONGTYPE reply: Redis is up
     clock.advance(tier._retry_at - clock())
+    tier.get("ns", "k")
+    tier.wait_background(10)
     assert tier.get("ns", "k") is None
     assert events == ["backend_down", "backend_up"] and not tier.is_down
+
+
+def _hung_listener():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # the kernel completes connects; nobody ever reads
+    return listener, listener.getsockname()[1]
+
+
+def _closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return None, port
+
+
+@pytest.mark.parametrize("outage", [_hung_listener, _closed_port], ids=["hung", "down"])
+def test_an_outage_adds_under_50ms_to_a_run_however_many_calls_it_makes(clock, outage):
+    """A run's calls to the shared tier (lookups, writes), also across back-offs that end
+    mid-run, cost it less than redis_timeout_ms in all: probes run in the background.
+    Only the time inside the Redis tier counts (the local tiers' work is not the outage's)."""
+    listener, port = outage()
+    redis_tier = RedisTier(f"redis://127.0.0.1:{port}/0", timeout_ms=50, clock=clock, background=True,
+                           backoff_seconds=1.0)
+    spent = []
+    for name in ("get", "put"):
+        real = getattr(redis_tier, name)
+
+        def timed(*a, _real=real, _name=name, **kw):
+            start = time.perf_counter()
+            try:
+                return _real(*a, **kw)
+            finally:
+                spent.append((_name, round(time.perf_counter() - start, 4)))
+        setattr(redis_tier, name, timed)
+    store = TieredStore([MemoryTier("ram", 2**30, None, None, clock=clock), redis_tier], clock=clock,
+                        background_writes=False)
+    redis_tier._client()   # made once per process, outage or not (a warm-up at start-up makes them)
+    redis_tier._client(writer=True)
+    redis_tier._threads()
+    try:
+        for step in range(6):
+            for i in range(5):  # lookups of a run, each a miss, then its writes
+                assert store.get(f"k{step}-{i}", namespace="ns") is None
+                store.put(f"k{step}-{i}", latent(i), namespace="ns", compute_seconds=0.1)
+            clock.advance(redis_tier._backoff + 0.001)  # the back-off ends: the next lookup would re-test
+    finally:
+        redis_tier.wait_background(5)
+        store.close()
+        if listener is not None:
+            listener.close()
+    assert len(spent) == 60
+    lookups = [t for name, t in spent if name == "get"]
+    assert sum(lookups) < 0.05, [s for s in spent if s[1] > 0.002]
+    # a write only queues (or skips): it never waits for the network, whose timeouts are 50 ms and
+    # 5 s; what it spends is serializing and, on this shared machine, waiting for the GIL
+    assert max(t for name, t in spent if name == "put") < 0.05, [s for s in spent if s[1] > 0.002]
