@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO, use_comfyui
+from .common import REPO, run_v3_node, use_comfyui
 MODELS = Path(os.environ.get("RECALL_TEST_CACHE") or Path.home() / ".cache" / "comfyui-recall") / "models-v1"
 FILES = {"sd15_vae": "vae/recall_test_sd15_vae.safetensors", "wan21_vae": "vae/recall_test_wan21_vae.safetensors",
          "clip_vision": "clip_vision/recall_test_clip_vision_vit_l14.safetensors",
@@ -98,8 +98,7 @@ def _image(width: int, height: int, seed: int = 0) -> torch.Tensor:
 
 
 def _run_node(node_cls, **inputs):
-    from comfy_api.latest import io
-    return node_cls.PREPARE_CLASS_CLONE({io.Hidden.unique_id: "bench"}).execute(**inputs).result
+    return run_v3_node(node_cls, "bench", **inputs)
 
 
 def child_svd(arm: str, args) -> dict:

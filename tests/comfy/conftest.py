@@ -9,6 +9,8 @@ before anything imports comfy.model_management (it probes CUDA at import).
 
 Fixtures:
     comfyui   session  ComfyUIInstall(path, python, version) for this interpreter
+    cache_mode         ComfyUI command-line args of a cache mode: a test taking it runs once per
+                       mode this release has ([] = the default; support/cache_modes.py)
     models    session  {"sd15_vae" | "wan21_vae" | "clip_vision" | "sd15_checkpoint": Path}; each
                        folder is registered with folder_paths, so loader nodes take Path.name
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from support import comfy_env
+from support import cache_modes, comfy_env
 
 
 def _unavailable() -> str:
@@ -56,6 +58,12 @@ if not _why:
     import comfy.cli_args  # must precede any import of comfy.model_management (it probes CUDA)
 
     comfy.cli_args.args.cpu = True
+
+
+def pytest_generate_tests(metafunc):
+    if "cache_mode" in metafunc.fixturenames:
+        modes = cache_modes.cache_modes(None if _why else COMFYUI_PATH)
+        metafunc.parametrize("cache_mode", modes, ids=[cache_modes.mode_name(m) for m in modes])
 
 
 def pytest_collection_modifyitems(items):

@@ -91,7 +91,9 @@ def _recall_sampler(sampling, eta):
 
 
 def _diffusers_reference(prediction, spacing, steps, eta, x_T, seed, zsnr=False):
-    """diffusers' DDIMScheduler with the same toy UNet; eta noise drawn as ComfyUI's default noise sampler does."""
+    """diffusers' DDIMScheduler with the same toy UNet; eta noise drawn by this release's default noise
+    sampler (0.8.0 seeds it with seed + 1 on the CPU, 0.3.64 with seed)."""
+    from comfy.k_diffusion import sampling as k_sampling
     from diffusers import DDIMScheduler
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=True, steps_offset=1, prediction_type=prediction,
@@ -99,11 +101,11 @@ def _diffusers_reference(prediction, spacing, steps, eta, x_T, seed, zsnr=False)
     if zsnr:
         scheduler.alphas_cumprod[-1] = 4.8973451890853435e-08  # ComfyUI's finite terminal alpha
     scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(seed)
     x = x_T.clone()
+    draw = k_sampling.default_noise_sampler(x, seed=seed)
     for i, t in enumerate(scheduler.timesteps.tolist()):
         last = i == steps - 1
-        noise = torch.randn(SHAPE, generator=generator) if eta > 0 and not last else None
+        noise = draw(None, None) if eta > 0 and not last else None
         x = scheduler.step(toy_output(x, t), t, x, eta=eta, variance_noise=noise).prev_sample
     return x
 

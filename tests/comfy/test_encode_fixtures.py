@@ -136,8 +136,14 @@ def image(seed: int, size: int = 64, frames: int = 1, width: int | None = None) 
 
 def run(node_cls, node_id: str = "7", **inputs):
     """Execute a V3 node the way ComfyUI does (a class clone with its hidden inputs)."""
+    import inspect
+
     from comfy_api.latest import io
-    clone = node_cls.PREPARE_CLASS_CLONE({io.Hidden.unique_id: node_id})
+    hidden = {io.Hidden.unique_id: node_id}
+    # 0.3.64 takes the hidden inputs themselves; later releases a V3Data dict that holds them
+    if "v3_data" in inspect.signature(node_cls.PREPARE_CLASS_CLONE).parameters:
+        hidden = {"hidden_inputs": hidden}
+    clone = node_cls.PREPARE_CLASS_CLONE(hidden)
     return clone.execute(**inputs).result
 
 

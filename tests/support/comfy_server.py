@@ -88,7 +88,7 @@ class ComfyServer:
         cmd = [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--base-directory", str(self.base_dir),
                # The default database lives in the ComfyUI tree, shared by every server (and
-               # missing its folder in an unpacked archive): give each server its own.
+               # missing its folder in a tree unpacked from a snapshot): give each server its own.
                "--database-url", f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}", *self.extra_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **{k: str(v) for k, v in self.extra_env.items()}}
         with open(self.log_path, "a", encoding="utf-8") as log:
