@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The pack's whole test suite: bash tests/run.sh [extra pytest args]
 #
-#  1. .venv: CPU torch and the pack's test extras. The unit tests (tests/unit, tests/js ...)
-#     run here once, and so does pytest's side of the live-server suite.
+#  1. A test venv (CPU torch and the pack's test extras) in the cache, linked to .venv. The unit
+#     tests (tests/unit, tests/js ...) run there once, and so does pytest's side of the live-server suite.
 #  2. Which ComfyUI (tests/support/comfy_env.py decides): COMFYUI_PATH (+ COMFYUI_PYTHON); else
 #     the ComfyUI whose custom_nodes/ holds this checkout; else every release set up in the cache
 #     (tests/support/setup_releases.sh); else a notice, and the ComfyUI suites skip.
@@ -50,17 +50,28 @@ clean_build_outputs() { rm -rf "$REPO/build" "$REPO"/*.egg-info; }
 deps_hash() { cat "$REPO/pyproject.toml" "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 path_hash() { echo "$1" | sha256sum | cut -c1-12; }
 
-# 1. The test venv.
-venv="$REPO/.venv"
-stamp="$venv/.recall-deps-$(deps_hash)"
-if [ ! -f "$stamp" ]; then
-  say "installing the test venv at $venv"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  pip_install "$venv/bin/python" torch==2.13.0 "$REPO[test,redis]"
-  clean_build_outputs
-  rm -f "$venv"/.recall-deps-*
-  touch "$stamp"
+# 1. The test venv: built once per set of dependencies in the cache (a clean clone finds it
+# there), locked against a concurrent build, and linked to .venv for the README's commands.
+venv="$CACHE/test-venvs/unit-$(deps_hash)"
+if [ ! -f "$venv/.ready" ]; then
+  mkdir -p "$CACHE/test-venvs"
+  exec 8>"$venv.lock"
+  flock 8
+  if [ ! -f "$venv/.ready" ]; then
+    say "installing the test venv at $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    pip_install "$venv/bin/python" torch==2.13.0 "$REPO[test,redis]"
+    clean_build_outputs
+    touch "$venv/.ready"
+  fi
+  exec 8>&-
 fi
+# .venv: replaced when it is a link or an old run's venv (it has a .recall-deps-* stamp).
+if [ -L "$REPO/.venv" ] || compgen -G "$REPO/.venv/.recall-deps-*" >/dev/null; then
+  rm -rf "$REPO/.venv"
+fi
+[ -e "$REPO/.venv" ] || ln -s "$venv" "$REPO/.venv"
 py="$venv/bin/python"
 stage "test venv"
 

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,16 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PACK_FOLDER_NAME = "my recall copy"
 STARTUP_TIMEOUT_S = 120.0
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies, so a pytest that is
+    killed (a CI timeout) leaves no server behind. Runs in the child between fork and exec."""
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -98,7 +109,8 @@ class ComfyServer:
             # stop() can signal exactly this process.
             self.process = subprocess.Popen(cmd, cwd=self.comfyui_path, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                                            start_new_session=True,
+                                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         began = time.monotonic()
         self._wait_ready(timeout_s)
         self.startup_s = time.monotonic() - began
