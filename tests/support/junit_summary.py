@@ -6,6 +6,7 @@ prints "N tests: P passed, F failed, E errors, S skipped" (a file that is missin
 pytest died before writing it, counts as an error). With --reasons, each distinct skip
 reason follows on its own indented line with its count.
 """
+import re
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -17,6 +18,14 @@ def _cases(path: Path):
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
     for suite in suites:
         yield from suite.iter("testcase")
+
+
+def _reason(skipped) -> str:
+    message = (skipped.get("message") or "").strip()
+    if message == "collection skipped":  # a module skipped whole: the text is (path, line, "Skipped: why")
+        found = re.search(r"'Skipped: (.*)'\)\s*$", skipped.text or "", re.DOTALL)
+        return found.group(1) if found else (skipped.text or message).strip()
+    return message or (skipped.get("type") or "skipped")
 
 
 def summarize(paths: list[Path]) -> tuple[Counter, Counter]:
@@ -33,9 +42,7 @@ def summarize(paths: list[Path]) -> tuple[Counter, Counter]:
                 counts["errors"] += 1
             elif (skipped := case.find("skipped")) is not None:
                 counts["skipped"] += 1
-                # pytest writes "path:line: reason"; the reason alone groups the repeats
-                message = (skipped.get("message") or skipped.get("type") or "").strip()
-                reasons[message.split(": ", 1)[-1] if message.startswith(("/", "tests")) else message] += 1
+                reasons[_reason(skipped)] += 1
             else:
                 counts["passed"] += 1
     return counts, reasons
