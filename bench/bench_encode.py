@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO, use_comfyui
+from .common import REPO, run_v3_node, use_comfyui
 MODELS = Path(os.environ.get("RECALL_TEST_CACHE") or Path.home() / ".cache" / "comfyui-recall") / "models-v1"
 FILES = {"sd15_vae": "vae/recall_test_sd15_vae.safetensors", "wan21_vae": "vae/recall_test_wan21_vae.safetensors",
          "clip_vision": "clip_vision/recall_test_clip_vision_vit_l14.safetensors",
@@ -104,11 +104,7 @@ def _image(width: int, height: int, seed: int = 0) -> torch.Tensor:
 
 
 def _run_node(node_cls, **inputs):
-    from comfy_api.latest import io
-    hidden = {io.Hidden.unique_id: "bench"}
-    if hasattr(io, "V3Data"):  # 0.8.0 takes V3Data, 0.3.64 the hidden dict
-        hidden = {"hidden_inputs": hidden, "dynamic_paths": {}, "create_dynamic_tuple": False}
-    return node_cls.PREPARE_CLASS_CLONE(hidden).execute(**inputs).result
+    return run_v3_node(node_cls, "bench", **inputs)
 
 
 def _encoders(arm: str, *encoders):

@@ -32,6 +32,18 @@ def use_comfyui(comfyui: str) -> None:
     register_pack()
 
 
+def run_v3_node(node_cls, node_id: str, **inputs):
+    """Execute a V3 node as ComfyUI does: a class clone holding its hidden inputs."""
+    import inspect
+
+    from comfy_api.latest import io
+    hidden = {io.Hidden.unique_id: node_id}
+    # 0.3.64 takes the hidden inputs themselves; later releases a V3Data dict that holds them
+    if "v3_data" in inspect.signature(node_cls.PREPARE_CLASS_CLONE).parameters:
+        hidden = {"hidden_inputs": hidden}
+    return node_cls.PREPARE_CLASS_CLONE(hidden).execute(**inputs).result
+
+
 def load_support(name: str):
     """A module of the test harness (tests/support/<name>.py), loaded by path."""
     spec = importlib.util.spec_from_file_location(f"recall_bench_{name}", REPO / "tests" / "support" / f"{name}.py")

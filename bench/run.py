@@ -48,8 +48,9 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--url", help="a running ComfyUI with the pack installed (else one is started)")
-    p.add_argument("--comfyui", help="ComfyUI source tree to start (default $COMFYUI_PATH, else the archive in "
-                                     "../shared/comfyui/ is set up in ~/.cache/comfyui-recall)")
+    p.add_argument("--comfyui", help="ComfyUI source tree to start (default $COMFYUI_PATH, else the ComfyUI "
+                                     "whose custom_nodes/ holds the pack, else the newest release set up in "
+                                     "~/.cache/comfyui-recall by tests/support/setup_releases.sh)")
     p.add_argument("--runs", type=int, default=5, help="runs of the same image per arm (default 5)")
     p.add_argument("--scenarios", default="svd,wan", help="comma list of svd, wan (default both)")
     p.add_argument("--width", type=int, default=256, help="SVD width and height (default 256)")
@@ -88,7 +89,8 @@ class Target:
             return self.args.url
         if self.args.comfyui:
             os.environ["COMFYUI_PATH"] = self.args.comfyui
-        say("finding ComfyUI (COMFYUI_PATH, else setting up the archive; the first time takes minutes)...")
+        say("finding ComfyUI (COMFYUI_PATH, else the ComfyUI holding the pack, else the newest release in the "
+            "test cache)...")
         self.install, why = comfy_env.find_comfyui(build=True)
         if self.install is None:
             raise SystemExit(f"[bench] {why}")

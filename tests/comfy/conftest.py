@@ -9,6 +9,8 @@ before anything imports comfy.model_management (it probes CUDA at import).
 
 Fixtures:
     comfyui   session  ComfyUIInstall(path, python, version) for this interpreter
+    cache_mode         ComfyUI command-line args of a cache mode: a test taking it runs once per
+                       mode this release has ([] = the default; support/cache_modes.py)
     models    session  {"sd15_vae" | "wan21_vae" | "clip_vision" | "sd15_checkpoint": Path}; each
                        folder is registered with folder_paths, so loader nodes take Path.name
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from support import comfy_env
+from support import cache_modes, comfy_env
 
 
 def _unavailable() -> str:
@@ -61,6 +63,12 @@ if not _why:
     # the repo on sys.path[0], where the pack's nodes/ would then shadow ComfyUI's nodes.py: import
     # ComfyUI's first, so `import nodes` in a test is always ComfyUI's.
     import nodes  # noqa: E402,F401
+
+
+def pytest_generate_tests(metafunc):
+    if "cache_mode" in metafunc.fixturenames:
+        modes = cache_modes.cache_modes(None if _why else COMFYUI_PATH)
+        metafunc.parametrize("cache_mode", modes, ids=[cache_modes.mode_name(m) for m in modes])
 
 
 def pytest_collection_modifyitems(items):

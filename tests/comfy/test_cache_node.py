@@ -105,12 +105,30 @@ def workflow(models, image="a.png", crop="center", extra=None):
     return prompt
 
 
-def make_executor(mode="classic"):
+def make_executor(mode=()):
+    """A PromptExecutor in the cache mode given by ComfyUI command-line args (() = the default),
+    built as the release's main.py builds it: its own parser, CacheType and constructor."""
+    import inspect
+
     import execution
+    from comfy.cli_args import parser
+    args = parser.parse_args(list(mode))
+    kinds = execution.CacheType
+    if args.cache_lru > 0:
+        cache_type = kinds.LRU
+    elif getattr(args, "cache_ram", 0) > 0:
+        cache_type = kinds.RAM_PRESSURE
+    elif args.cache_none:  # 0.3.64: a dependency-aware cache; 0.8.0: none at all
+        cache_type = getattr(kinds, "NONE", None) or kinds.DEPENDENCY_AWARE
+    else:
+        cache_type = kinds.CLASSIC
     server = _Server()
-    cache_type = {"classic": False, "lru": execution.CacheType.LRU,
-                  "none": execution.CacheType.DEPENDENCY_AWARE}[mode]
-    return execution.PromptExecutor(server, cache_type=cache_type, cache_size=8 if mode == "lru" else None), server
+    if "cache_args" in inspect.signature(execution.PromptExecutor.__init__).parameters:  # 0.8.0
+        executor = execution.PromptExecutor(server, cache_type=cache_type,
+                                            cache_args={"lru": args.cache_lru, "ram": args.cache_ram})
+    else:
+        executor = execution.PromptExecutor(server, cache_type=cache_type, cache_size=args.cache_lru)
+    return executor, server
 
 
 def run(executor, server, prompt, outputs=("9",)):
@@ -131,20 +149,32 @@ def equal_outputs(a, b):
         assert torch.equal(a[name], b[name]), name
 
 
-@pytest.mark.parametrize("mode", ["classic", "lru", "none"])
-def test_second_executor_skips_loader_and_encoder(comfy, models, recall, mode):  # noqa: F811
-    executor, server = make_executor(mode)
+def test_second_executor_skips_loader_and_encoder(comfy, models, recall, cache_mode):  # noqa: F811
+    executor, server = make_executor(cache_mode)
     first = run(executor, server, workflow(models))
     assert {"1", "2", "3", "4"} <= set(first)
-    executor, server = make_executor(mode)  # ComfyUI's caches empty: only Recall remembers
+    executor, server = make_executor(cache_mode)  # ComfyUI's caches empty: only Recall remembers
     second = run(executor, server, workflow(models))
     assert "4" in second and not {"1", "2", "3"} & set(second)
     assert statuses(recall) == ["miss", "hit"]
     equal_outputs(_Sink.received[0], _Sink.received[1])
 
 
+def test_ram_pressure_eviction_leaves_the_hit_to_recall(comfy, models, recall):  # noqa: F811
+    import execution
+    if not hasattr(execution.CacheType, "RAM_PRESSURE"):
+        pytest.skip("this ComfyUI has no --cache-ram (RAM-pressure cache; 0.8.0 has it)")
+    # a headroom above any machine's RAM: ComfyUI evicts what it can after every node
+    executor, server = make_executor(["--cache-ram", "1000000"])
+    run(executor, server, workflow(models))
+    second = run(executor, server, workflow(models))  # the same executor: only its evictions differ
+    assert "4" in second and not {"1", "2", "3"} & set(second)
+    assert statuses(recall) == ["miss", "hit"]
+    equal_outputs(_Sink.received[0], _Sink.received[1])
+
+
 def test_renamed_identical_image_hits_in_the_same_session(comfy, models, recall):  # noqa: F811
-    executor, server = make_executor("classic")
+    executor, server = make_executor()
     run(executor, server, workflow(models))
     shutil.copy(comfy / "a.png", comfy / "b.png")
     second = run(executor, server, workflow(models, image="b.png"))
@@ -153,7 +183,7 @@ def test_renamed_identical_image_hits_in_the_same_session(comfy, models, recall)
 
 
 def test_image_replaced_behind_the_same_name_misses(comfy, models, recall):  # noqa: F811
-    executor, server = make_executor("none")
+    executor, server = make_executor(["--cache-none"])
     run(executor, server, workflow(models))
     gen = torch.Generator().manual_seed(1)
     pixels = (torch.rand(48, 48, 3, generator=gen) * 255).to(torch.uint8).numpy()
@@ -165,7 +195,7 @@ def test_image_replaced_behind_the_same_name_misses(comfy, models, recall):  # n
 
 
 def test_changed_crop_misses_and_names_it(comfy, models, recall):  # noqa: F811
-    executor, server = make_executor("none")
+    executor, server = make_executor(["--cache-none"])
     run(executor, server, workflow(models))
     second = run(executor, server, workflow(models, crop="none"))
     assert "3" in second
@@ -174,27 +204,28 @@ def test_changed_crop_misses_and_names_it(comfy, models, recall):  # noqa: F811
 
 
 def test_restart_hits_from_disk(comfy, models, recall):  # noqa: F811
-    executor, server = make_executor("classic")
+    executor, server = make_executor()
     run(executor, server, workflow(models))
     recall.store.flush()
     recall.rebuild()  # a new store over the same folder: the RAM tier is empty
-    executor, server = make_executor("classic")
+    executor, server = make_executor()
     second = run(executor, server, workflow(models))
     assert not {"1", "2", "3"} & set(second)
     assert recall.last()["status"] == "hit" and recall.last()["tier"] == "disk"
     equal_outputs(_Sink.received[0], _Sink.received[1])
 
 
-# ComfyUI 0.3.64 itself fails any node expansion under --cache-none (DependencyAwareCache
-# .ensure_subcache_for: KeyError on the ephemeral node ids), with or without Recall.
-@pytest.mark.parametrize("mode", ["classic", "lru"])
-def test_cache_inside_a_node_expansion_hits(comfy, models, recall, mode):  # noqa: F811
+def test_cache_inside_a_node_expansion_hits(comfy, models, recall, cache_mode):  # noqa: F811
+    import execution
+    if cache_mode == ["--cache-none"] and hasattr(execution.CacheType, "DEPENDENCY_AWARE"):
+        pytest.skip("ComfyUI 0.3.64 itself fails any node expansion under --cache-none (DependencyAwareCache"
+                    ".ensure_subcache_for: KeyError on the ephemeral node ids), with or without Recall")
     prompt = {"5": {"class_type": EXPAND, "inputs": {"image": "a.png", "clip_name": models["clip_vision"].name}},
               "9": {"class_type": SINK, "inputs": {"value": ["5", 0]}}}
-    executor, server = make_executor(mode)
+    executor, server = make_executor(cache_mode)
     first = run(executor, server, prompt)
     assert [n for n in first if n.endswith(".3")]  # the ephemeral encoder ran once
-    executor, server = make_executor(mode)
+    executor, server = make_executor(cache_mode)
     second = run(executor, server, prompt)
     encoders = [n for n in second if n.endswith(".3")]  # the expansion's CLIPVisionEncode
     assert statuses(recall) == ["miss", "hit"] and encoders == []
@@ -206,7 +237,7 @@ def test_model_output_is_kept_by_reference(comfy, models, recall):  # noqa: F811
         "4": {"class_type": "RecallCache", "inputs": {"value": ["2", 0], "allow_nondeterministic": False}},
         "9": {"class_type": SINK, "inputs": {"value": ["4", 0]}},
     }
-    executor, server = make_executor("none")
+    executor, server = make_executor(["--cache-none"])
     run(executor, server, prompt)
     second = run(executor, server, prompt)
     assert "2" not in second and _Sink.received[1] is _Sink.received[0]

@@ -1,6 +1,9 @@
 """Fixtures for tests against a live ComfyUI server with the pack linked in.
 
     comfyui              session  ComfyUIInstall(path, python, version); skips the test if none
+    cache_mode                    ComfyUI command-line args of a cache mode: a test taking it runs once
+                                  per mode the release under test has ([] = the default)
+    cache_flag                    the same without the default: every --cache-* flag of the release
     models               session  {"sd15_vae" | "wan21_vae" | "clip_vision" | "sd15_checkpoint": Path};
                                   ComfyUI lists each under its Path.name (e.g. VAELoader's vae_name)
     comfy_server         session  the shared default ComfyServer (no extra args); do not restart it
@@ -15,7 +18,7 @@ A failing test's report gets the tail of every server log it used.
 """
 import pytest
 
-from support import comfy_env
+from support import cache_modes, comfy_env
 from support.comfy_client import ComfyClient, write_input_image
 from support.comfy_server import ComfyServer, start_server
 
@@ -28,6 +31,16 @@ _all_servers: list = []  # for the end-of-run summary
 def pytest_report_header(config):
     install, why = comfy_env.find_comfyui(build=False)
     return f"comfyui: {install}" if install else f"comfyui: NOT AVAILABLE, integration suite skipped: {why}"
+
+
+def pytest_generate_tests(metafunc):
+    for name in ("cache_mode", "cache_flag"):
+        if name in metafunc.fixturenames:
+            install, _ = comfy_env.find_comfyui(build=False)
+            modes = cache_modes.cache_modes(install.path if install else None)
+            if name == "cache_flag":
+                modes = [mode for mode in modes if mode] or [["--cache-none"]]  # no ComfyUI: skips anyway
+            metafunc.parametrize(name, modes, ids=[cache_modes.mode_name(m) for m in modes])
 
 
 @pytest.fixture(scope="session")

@@ -153,3 +153,64 @@ def test_factory_server_takes_args_and_restarts_on_same_base_dir(comfy_server_fa
 def server_argv(server) -> list:
     import requests
     return requests.get(server.url + "/system_stats", timeout=10).json()["system"]["argv"]
+
+
+# Import names that differ from the distribution's name, for the requirements files read below.
+IMPORT_NAMES = {"pyyaml": "yaml", "pillow": "PIL", "opencv-python": "cv2", "scikit-image": "skimage",
+                "websocket-client": "websocket", "redis": "redis"}
+
+
+def requirement_names(text: str) -> set[str]:
+    """The import names of a requirements list (one requirement a line, '#' comments)."""
+    names = set()
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+        if match and not line.startswith("-"):
+            dist = match.group(0).lower()
+            names.add(IMPORT_NAMES.get(dist, dist.replace("-", "_")))
+    return names
+
+
+def pack_imports() -> list[tuple[str, str, bool]]:
+    """(module file, top-level name, imported at module level?) for each absolute import of the pack."""
+    import ast
+    found = []
+    files = [REPO_ROOT / "__init__.py", *sorted((REPO_ROOT / "nodes").rglob("*.py")),
+             *sorted((REPO_ROOT / "cache").rglob("*.py"))]
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        nested = {id(node) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  for node in ast.walk(fn)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                tops = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            found += [(str(path.relative_to(REPO_ROOT)), top, id(node) not in nested) for top in tops]
+    return found
+
+
+def test_every_runtime_import_is_in_requirements_or_comfyui(comfyui):
+    """What pip install -r requirements.txt (ComfyUI-Manager) gives must be all the pack needs.
+
+    A module-level import must be the standard library, ComfyUI's own code or requirements
+    (of the release under test), or the pack's requirements.txt; an optional extra of
+    pyproject.toml (redis) is imported only inside the function that needs it.
+    """
+    import sys
+    import tomllib
+    ours = requirement_names((REPO_ROOT / "requirements.txt").read_text(encoding="utf-8"))
+    comfy_reqs = requirement_names((comfyui.path / "requirements.txt").read_text(encoding="utf-8"))
+    comfy_modules = {p.stem if p.suffix == ".py" else p.name for p in comfyui.path.iterdir()
+                     if p.suffix == ".py" or (p.is_dir() and any(p.glob("*.py")))}
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    optional = requirement_names("\n".join(req for name, reqs in extras.items() if name != "test" for req in reqs))
+    allowed = set(sys.stdlib_module_names) | ours | comfy_reqs | comfy_modules
+    unlisted = sorted({(f, top) for f, top, _ in pack_imports() if top not in allowed | optional})
+    assert unlisted == [], f"imports neither in requirements.txt nor ComfyUI {comfyui.version}'s: {unlisted}"
+    eager_optional = sorted({(f, top) for f, top, module_level in pack_imports() if top in optional and module_level})
+    assert eager_optional == [], f"optional packages imported at module level (the pack must load without them): " \
+                                 f"{eager_optional}"

@@ -7,7 +7,7 @@ is printed as a ratio of the first (pytest -s shows it; the closing note quotes 
 """
 import shutil
 
-import pytest
+from support.cache_modes import keeps_outputs
 
 
 def workflow(models, image, text, crop="center"):
@@ -73,8 +73,8 @@ def test_changed_prompt_rename_and_restart_skip_the_encoder(comfy_server_factory
     assert events[0]["status"] == "miss" and 'crop "center" -> "none"' in events[0]["reason"]
 
 
-@pytest.mark.parametrize("args", [["--cache-none"], ["--cache-lru", "8"]])
-def test_other_cache_modes_skip_the_encoder(comfy_server_factory, models, run_prompt, args):
+def test_every_cache_mode_of_the_release_skips_the_encoder(comfy_server_factory, models, run_prompt, cache_flag):
+    args = cache_flag  # the default mode: test_changed_prompt_rename_and_restart_skip_the_encoder
     server = comfy_server_factory(extra_args=args)
     from support.comfy_client import write_input_image
     image = write_input_image(server.input_dir, "recall_cache_a.png", 96, 96, seed=4)
@@ -82,7 +82,7 @@ def test_other_cache_modes_skip_the_encoder(comfy_server_factory, models, run_pr
     first = run_prompt(workflow(models, image, "a red boat"), server=server)
     assert first.ok, first.errors
     assert UPSTREAM <= set(first.executed)
-    if args[0] == "--cache-lru":  # ComfyUI keeps the branch itself: rename to change its key
+    if keeps_outputs(args):  # ComfyUI keeps the branch itself: rename to change its key
         shutil.copy(server.input_dir / image, server.input_dir / "recall_cache_b.png")
         image = "recall_cache_b.png"
     second = run_prompt(workflow(models, image, "a blue boat"), server=server)

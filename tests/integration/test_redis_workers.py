@@ -155,8 +155,10 @@ def test_allkeys_lru_evicts_old_entries_instead_of_refusing(redis_server):
         assert tier.put("shared", f"k{i}", latent(i), meta=meta()), i
     assert tier.skipped_writes == 0
     assert tier.get("shared", "k79") is not None
-    assert tier.get("shared", "k0") is None
-    assert admin.info("stats")["evicted_keys"] > 0
+    # which keys go is Redis's approximate LRU (5 samples, a 1 s clock: all 80 writes look equally
+    # old), so only the count is certain: some entries were evicted instead of a write refused
+    survivors = [i for i in range(80) if tier.get("shared", f"k{i}") is not None]
+    assert len(survivors) < 80 and admin.info("stats")["evicted_keys"] > 0
 
 
 def test_background_writes_reach_redis_from_the_store(redis_server, tmp_path):

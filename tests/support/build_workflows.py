@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/support/build_workflows.py [--only NAME] [--out DIR]
 
-Starts a ComfyUI server (the harness's: COMFYUI_PATH or the archive) with the pack linked in
+Starts a ComfyUI server (the harness's: see support/comfy_env.py) with the pack linked in
 under a folder name without spaces (aiohttp cannot serve a pack's js/ from a folder whose name
 has a space, and the page needs the pack's frontend), runs build_workflows.mjs in headless
 Chromium against it, and stops the server. The graph specs live in build_workflows.mjs.

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,16 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PACK_FOLDER_NAME = "my recall copy"
 STARTUP_TIMEOUT_S = 120.0
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies, so a pytest that is
+    killed (a CI timeout) leaves no server behind. Runs in the child between fork and exec."""
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -88,7 +99,7 @@ class ComfyServer:
         cmd = [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--base-directory", str(self.base_dir),
                # The default database lives in the ComfyUI tree, shared by every server (and
-               # missing its folder in an unpacked archive): give each server its own.
+               # missing its folder in a tree unpacked from a snapshot): give each server its own.
                "--database-url", f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}", *self.extra_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **{k: str(v) for k, v in self.extra_env.items()}}
         with open(self.log_path, "a", encoding="utf-8") as log:
@@ -98,7 +109,8 @@ class ComfyServer:
             # stop() can signal exactly this process.
             self.process = subprocess.Popen(cmd, cwd=self.comfyui_path, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                                            start_new_session=True,
+                                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         began = time.monotonic()
         self._wait_ready(timeout_s)
         self.startup_s = time.monotonic() - began

@@ -15,17 +15,24 @@ else
   exit 2
 fi
 marker="$dest/.ready"
-[ -f "$marker" ] && exit 0
+full=""
+if [ -n "$git_dir" ]; then
+  full=$(git --git-dir="$git_dir" rev-parse --verify --quiet "$commit^{commit}") \
+    || { echo "[setup_comfyui] $git_dir has no commit $commit (expected a snapshot holding it)" >&2; exit 2; }
+fi
+# Set up already, from the same commit when one is asked for.
+done_already() { [ -f "$marker" ] && { [ -z "$full" ] || [ "$(cat "$dest/.commit" 2>/dev/null)" = "$full" ]; }; }
+done_already && exit 0
 mkdir -p "$dest"
 exec 9>"$dest/.lock"
 flock 9
-[ -f "$marker" ] && exit 0
+done_already && exit 0
+rm -f "$marker"
 
 if [ -n "$tree_src" ]; then
   tree=$tree_src
 else
   tree="$dest/comfyui"
-  full=$(git --git-dir="$git_dir" rev-parse --verify "$commit^{commit}")
   if [ ! -f "$tree/main.py" ] || [ "$(cat "$dest/.commit" 2>/dev/null)" != "$full" ]; then
     echo "[setup_comfyui] unpacking $full from $git_dir into $tree"
     # A snapshot lacks its largest blobs, and git archive stops at a missing one: archive
@@ -77,7 +84,8 @@ pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 quiet "${pip[@]}" --isolated torch==2.13.0 torchvision==0.28.0
 grep -v -E '^(torch|torchvision|torchaudio)\s*$' "$tree/requirements.txt" > "$dest/req.txt"
 echo 'torch==2.13.0' > "$dest/constraints.txt"
-# 0.3.64 imports requests without listing it; websocket-client is the test client's.
-quiet "${pip[@]}" -c "$dest/constraints.txt" -r "$dest/req.txt" requests websocket-client
+# 0.3.64 imports requests without listing it. Nothing else: this is the python a user has,
+# and tests/run.sh adds only what ComfyUI-Manager would (the pack's requirements.txt).
+quiet "${pip[@]}" -c "$dest/constraints.txt" -r "$dest/req.txt" requests
 touch "$marker"
 echo "[setup_comfyui] ready: $dest"
