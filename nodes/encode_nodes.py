@@ -11,7 +11,7 @@ from ._api import io
 from . import encode_cache, preferred_images
 from .core_nodes import run_core
 from .encoder_calls import collecting
-from .encoder_wrap import wrap
+from .encoder_wrap import wrap_input
 
 CATEGORY = encode_cache.CATEGORY
 _node_id = encode_cache.node_id
@@ -43,13 +43,13 @@ class RecallVAEEncode(io.ComfyNode):
                 io.Vae.Input("vae", tooltip=_VAE_TIP),
             ],
             outputs=[io.Latent.Output(display_name="LATENT")],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, pixels, vae) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped("RecallVAEEncode", cls, "VAEEncode", pinned=preferred_images.is_preferred(pixels),
-                                          pixels=pixels, vae=wrap(vae)))
+                                          pixels=pixels, vae=wrap_input(cls, vae, "vae")))
 
 
 class RecallVAEEncodeTiled(io.ComfyNode):
@@ -73,13 +73,13 @@ class RecallVAEEncodeTiled(io.ComfyNode):
                              tooltip="Only used for video VAEs: Amount of frames to overlap."),
             ],
             outputs=[io.Latent.Output(display_name="LATENT")],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, pixels, vae, tile_size, overlap, temporal_size=64, temporal_overlap=8) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped("RecallVAEEncodeTiled", cls, "VAEEncodeTiled",
-                                          pinned=preferred_images.is_preferred(pixels), pixels=pixels, vae=wrap(vae),
+                                          pinned=preferred_images.is_preferred(pixels), pixels=pixels, vae=wrap_input(cls, vae, "vae"),
                                           tile_size=tile_size, overlap=overlap, temporal_size=temporal_size,
                                           temporal_overlap=temporal_overlap))
 
@@ -100,13 +100,13 @@ class RecallCLIPVisionEncode(io.ComfyNode):
                                        "Changing it re-encodes."),
             ],
             outputs=[io.ClipVisionOutput.Output(display_name="CLIP_VISION_OUTPUT")],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, clip_vision, image, crop) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped("RecallCLIPVisionEncode", cls, "CLIPVisionEncode",
-                                          pinned=preferred_images.is_preferred(image), clip_vision=wrap(clip_vision),
+                                          pinned=preferred_images.is_preferred(image), clip_vision=wrap_input(cls, clip_vision, "clip_vision"),
                                           image=image, crop=crop))
 
 
@@ -127,12 +127,12 @@ class RecallCLIPTextEncode(io.ComfyNode):
             outputs=[io.Conditioning.Output(
                 display_name="CONDITIONING",
                 tooltip="A conditioning containing the embedded text used to guide the diffusion model.")],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, text, clip) -> io.NodeOutput:
-        return io.NodeOutput(*run_wrapped("RecallCLIPTextEncode", cls, "CLIPTextEncode", clip=wrap(clip), text=text))
+        return io.NodeOutput(*run_wrapped("RecallCLIPTextEncode", cls, "CLIPTextEncode", clip=wrap_input(cls, clip, "clip"), text=text))
 
 
 NODES = [RecallVAEEncode, RecallVAEEncodeTiled, RecallCLIPVisionEncode, RecallCLIPTextEncode]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 
 from . import encode_cache, encoder_calls
-from .identity import clip_identity, clip_vision_identity, vae_identity
+from .identity import clip_identity, clip_vision_identity, note_origin, vae_identity
 
 # CLIP vision's result is an Output object: stored as its fields, handed out rebuilt
 CLIP_VISION_VALUE = {"pack": lambda out: dict(vars(out)), "unpack": lambda fields: encode_cache._clip_vision_output(fields)}
@@ -119,6 +119,19 @@ def _wrapper_class(cls: type) -> type:
 
 def is_wrapped(obj) -> bool:
     return isinstance(obj, RecallWrapped)
+
+
+def wrap_input(node_cls, encoder, input_name: str):
+    """wrap(encoder) for a node's input, first telling identity which loader's file it came from.
+
+    With the node's hidden PROMPT and UNIQUE_ID, a model loaded by a core loader from an unchanged
+    file keeps its identity across restarts without its weights being hashed again.
+    """
+    hidden = getattr(node_cls, "hidden", None)
+    prompt = getattr(hidden, "prompt", None)
+    if encoder is not None and prompt is not None:
+        note_origin(encoder, prompt, hidden.unique_id, input_name)
+    return wrap(encoder)
 
 
 def wrap(encoder):

@@ -19,7 +19,7 @@ import torch
 from ._api import io
 from . import encode_cache, preferred_images
 from .encode_nodes import run_wrapped
-from .encoder_wrap import wrap
+from .encoder_wrap import wrap_input
 
 CATEGORY = encode_cache.CATEGORY
 
@@ -73,7 +73,7 @@ class RecallSVDImg2VidConditioning(io.ComfyNode):
                 io.Conditioning.Output(display_name="negative"),
                 io.Latent.Output(display_name="latent"),
             ],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
@@ -84,8 +84,8 @@ class RecallSVDImg2VidConditioning(io.ComfyNode):
             out = run_wrapped("RecallSVDImg2VidConditioning", cls, "SVD_img2vid_Conditioning",
                               pinned=preferred_images.is_preferred(init_image),
                               hints={"seed": seed, "augmentation_level": augmentation_level} if noisy else None,
-                              clip_vision=wrap(clip_vision),
-                              init_image=init_image, vae=wrap(vae), width=width, height=height,
+                              clip_vision=wrap_input(cls, clip_vision, "clip_vision"),
+                              init_image=init_image, vae=wrap_input(cls, vae, "vae"), width=width, height=height,
                               video_frames=video_frames, motion_bucket_id=motion_bucket_id, fps=fps,
                               augmentation_level=augmentation_level)
         return io.NodeOutput(*out)
@@ -136,7 +136,7 @@ class RecallWanImageToVideo(io.ComfyNode):
                                tooltip="The first frame(s); looked up by exact pixel content after resizing."),
             ],
             outputs=list(_OUTPUTS),
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
@@ -145,7 +145,7 @@ class RecallWanImageToVideo(io.ComfyNode):
         return io.NodeOutput(*run_wrapped(
             "RecallWanImageToVideo", cls, "WanImageToVideo", pinned=preferred_images.is_preferred(start_image),
             hints=_clip_hints(width, height, length),
-            positive=positive, negative=negative, vae=wrap(vae), width=width, height=height, length=length,
+            positive=positive, negative=negative, vae=wrap_input(cls, vae, "vae"), width=width, height=height, length=length,
             batch_size=batch_size, start_image=start_image, clip_vision_output=clip_vision_output))
 
 
@@ -167,7 +167,7 @@ class RecallWanFirstLastFrameToVideo(io.ComfyNode):
                 io.Image.Input("end_image", optional=True, tooltip="Last frame(s); keyed by pixel content."),
             ],
             outputs=list(_OUTPUTS),
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
@@ -177,7 +177,7 @@ class RecallWanFirstLastFrameToVideo(io.ComfyNode):
         return io.NodeOutput(*run_wrapped(
             "RecallWanFirstLastFrameToVideo", cls, "WanFirstLastFrameToVideo", pinned=pinned,
             hints=_clip_hints(width, height, length),
-            positive=positive, negative=negative, vae=wrap(vae), width=width, height=height, length=length,
+            positive=positive, negative=negative, vae=wrap_input(cls, vae, "vae"), width=width, height=height, length=length,
             batch_size=batch_size, start_image=start_image, end_image=end_image,
             clip_vision_start_image=clip_vision_start_image, clip_vision_end_image=clip_vision_end_image))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._api import io
 from . import encode_cache
-from .encoder_wrap import wrap
+from .encoder_wrap import wrap_input
 
 CATEGORY = encode_cache.CATEGORY
 
@@ -28,12 +28,13 @@ class RecallVAE(io.ComfyNode):
             description=_AFTER.format(what="VAE") + "Its encode and encode_tiled calls are looked up by the "
                         "exact pixels, the VAE's identity and the tile settings; decoding is unchanged.",
             inputs=[io.Vae.Input("vae", tooltip="The VAE from a loader (Load VAE, Load Checkpoint). " + _AFTER.format(what="VAE"))],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
             outputs=[io.Vae.Output(display_name="VAE", tooltip="The same VAE, with its encodes cached.")],
         )
 
     @classmethod
     def execute(cls, vae) -> io.NodeOutput:
-        return io.NodeOutput(wrap(vae))
+        return io.NodeOutput(wrap_input(cls, vae, "vae"))
 
 
 class RecallCLIPVision(io.ComfyNode):
@@ -47,13 +48,14 @@ class RecallCLIPVision(io.ComfyNode):
                         "the exact pixels, the model's identity and the crop setting.",
             inputs=[io.ClipVision.Input("clip_vision", tooltip="The CLIP vision model from Load CLIP Vision. "
                                                               + _AFTER.format(what="CLIP vision model"))],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
             outputs=[io.ClipVision.Output(display_name="CLIP_VISION",
                                           tooltip="The same CLIP vision model, with its encodes cached.")],
         )
 
     @classmethod
     def execute(cls, clip_vision) -> io.NodeOutput:
-        return io.NodeOutput(wrap(clip_vision))
+        return io.NodeOutput(wrap_input(cls, clip_vision, "clip_vision"))
 
 
 class RecallCLIP(io.ComfyNode):
@@ -69,12 +71,13 @@ class RecallCLIP(io.ComfyNode):
                         "Layer downstream keep it wrapped; a patched CLIP is another cache entry.",
             inputs=[io.Clip.Input("clip", tooltip="The CLIP / text encoder from a loader. "
                                                   + _AFTER.format(what="text encoder"))],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
             outputs=[io.Clip.Output(display_name="CLIP", tooltip="The same text encoder, with its encodes cached.")],
         )
 
     @classmethod
     def execute(cls, clip) -> io.NodeOutput:
-        return io.NodeOutput(wrap(clip))
+        return io.NodeOutput(wrap_input(cls, clip, "clip"))
 
 
 NODES = [RecallVAE, RecallCLIPVision, RecallCLIP]

@@ -223,3 +223,28 @@ def test_a_name_found_in_two_model_folders_has_no_origin(models, tmp_path):
         (tmp_path / sub / name).write_bytes(models["sd15_vae"].read_bytes()[:1024])
         folder_paths.add_model_folder_path("vae", str(tmp_path / sub))
     assert origin_of(graph("VAELoader", {"vae_name": name}, "vae"), "9", "vae", "vae") is None
+
+
+def _run_with_prompt(node_cls, prompt: dict, node_id: str, **inputs):
+    """Execute a V3 node as ComfyUI does, with its hidden PROMPT and UNIQUE_ID."""
+    from comfy_api.latest import io
+    hidden = {io.Hidden.prompt: prompt, io.Hidden.unique_id: node_id}
+    if hasattr(io, "V3Data"):  # 0.8.0 passes V3Data; 0.3.64 the hidden inputs themselves
+        hidden = {"hidden_inputs": hidden, "dynamic_paths": {}, "create_dynamic_tuple": False}
+    return node_cls.PREPARE_CLASS_CLONE(hidden).execute(**inputs).result
+
+
+def test_recall_vae_node_remembers_its_loaders_file_across_a_restart(models, restart):
+    """The Recall VAE node tells identity where its VAE came from: no weight hashing after a restart."""
+    import nodes
+    from recall_pack.nodes import identity
+    from recall_pack.nodes.wrap_nodes import RecallVAE
+    name = models["sd15_vae"].name
+    prompt = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": name}},
+              "9": {"class_type": "RecallVAE", "inputs": {"vae": ["1", 0]}}}
+    calls = restart()
+    first = identity.vae_identity(_run_with_prompt(RecallVAE, prompt, "9", vae=nodes.VAELoader().load_vae(name)[0])[0])
+    assert len(calls) == 1
+    calls = restart()
+    wrapped = _run_with_prompt(RecallVAE, prompt, "9", vae=nodes.VAELoader().load_vae(name)[0])[0]
+    assert identity.vae_identity(wrapped) == first and calls == []
