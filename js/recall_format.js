@@ -53,10 +53,11 @@ export const TIER_HELP = {
   redis: "A Redis server shared with other ComfyUI machines.",
 };
 
-/** Seconds in a few characters, for the sidebar icon's badge: "12s", "3m", "1.2h". */
+/** Seconds in a few characters, for the sidebar icon's badge: "<1s", "12s", "3m", "1.2h" ("" for none). */
 export function shortSeconds(seconds) {
   const s = Number(seconds);
-  if (!Number.isFinite(s) || s < 0.5) return "";
+  if (!Number.isFinite(s) || s <= 0) return "";
+  if (s < 0.5) return "<1s";  // a hit on a fast machine still saved something: say so
   if (s < 60) return `${Math.round(s)}s`;
   if (s < 3600) return `${Math.round(s / 60)}m`;
   return `${(s / 3600).toFixed(s < 36000 ? 1 : 0)}h`;

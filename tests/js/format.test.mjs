@@ -136,6 +136,7 @@ test("a tier the server reports down is marked down", () => {
 
 test("the saving fits a sidebar badge and reads as one line in the tooltip", () => {
   assert.equal(shortSeconds(0), "");
+  assert.equal(shortSeconds(0.27), "<1s");
   assert.equal(shortSeconds(12.4), "12s");
   assert.equal(shortSeconds(190), "3m");
   assert.equal(shortSeconds(4320), "1.2h");
