@@ -119,7 +119,8 @@ def test_stopped_redis_falls_back_fast_then_recovers(redis_server, caplog):
 
     redis_server.start()                                # same port: a Redis restart
     clock.now += 2.0                                    # the back-off has passed
-    assert store.get("missing-again") is None           # the probe reconnects
+    assert store.get("missing-again") is None           # starts the probe; the lookup does not wait for it
+    tier.wait_background(5.0)                           # the probe reconnects
     assert events == ["backend_down", "backend_up"]
     assert tier.put("shared", "k3", latent(3), meta=meta())
     other = RedisTier(redis_server.url, background=False)
