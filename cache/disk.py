@@ -16,7 +16,6 @@ once; a full disk or an unwritable folder turns writes into skipped writes.
 import errno
 import logging
 import os
-import sqlite3
 import threading
 import time
 import weakref
@@ -28,9 +27,9 @@ from .disk_files import (INDEX_NAME, LAYOUT, NotOurs, entry_id, file_name, is_fo
                          read_entry, remove_own, shard_state)
 from .disk_index import DB_ERRORS as _DB_ERRORS
 from .disk_index import STORED, WRITING, DiskIndex, IndexDamaged, Row, is_damage
-from .disk_write import DiskWrites, _token, entry_meta
+from .disk_write import DiskWrites, _token
 from .errors import CorruptEntry
-from .tier import Entry, Tier
+from .tier import Entry, EntryMeta, Tier
 
 _log = logging.getLogger("recall.cache")
 _TIERS: "weakref.WeakSet[DiskTier]" = weakref.WeakSet()
@@ -225,7 +224,7 @@ class DiskTier(DiskWrites, Tier):
             value, doc = serialize.loads(data)
             if doc.get("namespace") != namespace or doc.get("key") != key:
                 raise CorruptEntry("entry belongs to another key or namespace")
-            meta = entry_meta(doc)
+            meta = EntryMeta.from_doc(doc)
         except CorruptEntry as exc:
             self._damaged(id_, row, path, data, exc)
             self.record_miss(namespace)

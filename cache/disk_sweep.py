@@ -16,6 +16,7 @@ from .disk_files import (INDEX_NAME, entry_id, header_doc, is_temporary, parse_n
                          shard_files, shards)
 from .disk_index import STORED, DiskIndex, IndexDamaged, Row
 from .errors import CorruptEntry
+from .tier import EntryMeta
 
 _log = logging.getLogger("recall.cache")
 BATCH = 256
@@ -50,11 +51,10 @@ def _row(head: bytes, hexid: str, alt: int, size: int, mtime: float, lru: int):
         return "damaged"
     if not (isinstance(top.get("__metadata__"), dict) and "recall" in top["__metadata__"]):
         return "foreign"
-    from .disk import entry_meta
     try:
         m = serialize.parse_header(head[8:])["meta"]
         ns, key = m["namespace"], m["key"]
-        meta = entry_meta(m)
+        meta = EntryMeta.from_doc(m)
         stored = float(m.get("stored", mtime))
     except (CorruptEntry, KeyError, TypeError, ValueError):
         return "damaged"

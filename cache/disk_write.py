@@ -15,25 +15,10 @@ from . import serialize
 from .disk_files import MAX_ALT, entry_id, is_foreign, read_head, remove_own, shard_state
 from .disk_index import DB_ERRORS as _DB_ERRORS
 from .disk_index import WRITING, Row
-from .errors import CorruptEntry, UnstorableValue
+from .errors import UnstorableValue
 from .tier import EntryMeta
 
 _log = logging.getLogger("recall.cache")
-
-
-def _meta_doc(namespace: str, key: str, meta: EntryMeta, stored: float) -> dict:
-    return {"namespace": namespace, "key": key, "stored": stored,
-            "compute_seconds": meta.compute_seconds, "created": meta.created,
-            "label": meta.label, "pinned": meta.pinned, "ttl_seconds": meta.ttl_seconds}
-
-
-def entry_meta(doc: dict) -> EntryMeta:
-    try:
-        ttl = doc.get("ttl_seconds")
-        return EntryMeta(float(doc["compute_seconds"]), float(doc["created"]), str(doc.get("label", "")),
-                         bool(doc.get("pinned", False)), None if ttl is None else float(ttl))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptEntry(f"entry metadata is incomplete: {exc}") from exc
 
 
 def _token() -> int:
@@ -46,7 +31,7 @@ class DiskWrites:
     def put(self, namespace: str, key: str, value, *, meta: EntryMeta) -> bool:
         now = self.clock()
         try:
-            blob = serialize.dumps(value, _meta_doc(namespace, key, meta, now))
+            blob = serialize.dumps(value, meta.to_doc(namespace, key, stored=now))
         except UnstorableValue as exc:
             _log.debug("tier %s skips %s: %s", self.name, key, exc)
             return False

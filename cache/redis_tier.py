@@ -75,20 +75,6 @@ def redact(url: str) -> str:
         return "<unparsable redis url>"
 
 
-def _meta_doc(namespace: str, key: str, meta: EntryMeta) -> dict:
-    return {"namespace": namespace, "key": key, "compute_seconds": meta.compute_seconds,
-            "created": meta.created, "label": meta.label, "pinned": meta.pinned,
-            "ttl_seconds": meta.ttl_seconds}
-
-
-def _entry_meta(doc: dict) -> EntryMeta:
-    try:
-        ttl = doc.get("ttl_seconds")
-        return EntryMeta(float(doc["compute_seconds"]), float(doc["created"]), str(doc.get("label", "")),
-                         bool(doc.get("pinned", False)), None if ttl is None else float(ttl))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptEntry(f"entry metadata is incomplete: {exc}") from exc
-
 
 def default_client_factory(url: str, timeout_s: float, *, read_timeout_s: float | None = None):
     """A redis-py client with bounded timeouts and no retries (the breaker decides when to retry)."""
@@ -336,7 +322,7 @@ class RedisTier(Tier):
             value, doc = serialize.loads(data)
             if doc.get("namespace") != namespace or doc.get("key") != key:
                 raise CorruptEntry("value belongs to another key or namespace")
-            meta = _entry_meta(doc)
+            meta = EntryMeta.from_doc(doc)
         except CorruptEntry as exc:
             self._in_background(self._delete_damaged, rkey)  # off the run: the lookup is over
             self.warn_once("corrupt", f"[Recall] cache: removed damaged Redis value {rkey} ({exc}); it counts "
@@ -378,7 +364,7 @@ class RedisTier(Tier):
                 self.skipped_writes += 1
                 return False
         try:
-            data = serialize.dumps(value, _meta_doc(namespace, key, meta))
+            data = serialize.dumps(value, meta.to_doc(namespace, key))
         except UnstorableValue as exc:
             _log.debug("value for %s is not stored in Redis: %s", key, exc)
             return False

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from .errors import CorruptEntry
 from .lru import LruIndex, Slot  # noqa: F401  (the memory tiers' index; importable from here as before)
 
 _log = logging.getLogger("recall.cache")
@@ -24,6 +25,22 @@ class EntryMeta:
     label: str = ""
     pinned: bool = False
     ttl_seconds: float | None = None  # per-entry lifetime; the shorter of this and the tier's wins
+
+    def to_doc(self, namespace: str, key: str, **extra) -> dict:
+        """The entry-metadata document the persistent tiers store beside a value (disk and Redis alike)."""
+        return {"namespace": namespace, "key": key, **extra, "compute_seconds": self.compute_seconds,
+                "created": self.created, "label": self.label, "pinned": self.pinned,
+                "ttl_seconds": self.ttl_seconds}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "EntryMeta":
+        """The metadata of a stored document; CorruptEntry when it is incomplete."""
+        try:
+            ttl = doc.get("ttl_seconds")
+            return cls(float(doc["compute_seconds"]), float(doc["created"]), str(doc.get("label", "")),
+                       bool(doc.get("pinned", False)), None if ttl is None else float(ttl))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptEntry(f"entry metadata is incomplete: {exc}") from exc
 
 
 @dataclass
