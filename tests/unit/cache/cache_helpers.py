@@ -24,3 +24,20 @@ def meta(seconds: float = 1.0, label: str = "", pinned: bool = False, ttl=None) 
 def latent(seed: int, shape=(1, 4, 8, 8)) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {"samples": torch.randn(shape, generator=g)}
+
+
+class FakeRedisServer:
+    """A fakeredis server and a factory handing out clients to it (one per call, like real pools)."""
+
+    def __init__(self):
+        import fakeredis  # a test extra; the Redis test modules skip without it before they get here
+        self._fakeredis = fakeredis
+        self.server = fakeredis.FakeServer()
+        self.made = 0
+
+    def factory(self, url, timeout_s, read_timeout_s=None):
+        self.made += 1
+        return self._fakeredis.FakeRedis(server=self.server)
+
+    def client(self):
+        return self._fakeredis.FakeRedis(server=self.server)

@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("redis")
 fakeredis = pytest.importorskip("fakeredis")
 
-from cache_helpers import FakeClock, latent, meta  # noqa: E402
+from cache_helpers import FakeClock, FakeRedisServer, latent, meta  # noqa: E402
 from recall_pack.cache import config as cache_config  # noqa: E402
 from recall_pack.cache import serialize  # noqa: E402
 from recall_pack.cache.errors import CacheBackendError, CacheConfigError  # noqa: E402
@@ -23,24 +23,9 @@ from recall_pack.cache.redis_tier import RedisTier, build_redis_tier, redis_key 
 from recall_pack.cache.store import TieredStore  # noqa: E402
 
 
-class Fake:
-    """A fakeredis server and a factory handing out clients to it (one per call, like real pools)."""
-
-    def __init__(self):
-        self.server = fakeredis.FakeServer()
-        self.made = 0
-
-    def factory(self, url, timeout_s, read_timeout_s=None):
-        self.made += 1
-        return fakeredis.FakeRedis(server=self.server)
-
-    def client(self):
-        return fakeredis.FakeRedis(server=self.server)
-
-
 @pytest.fixture
 def fake():
-    return Fake()
+    return FakeRedisServer()
 
 
 @pytest.fixture

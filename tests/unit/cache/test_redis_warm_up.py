@@ -6,26 +6,16 @@ import pytest
 pytest.importorskip("redis")
 fakeredis = pytest.importorskip("fakeredis")
 
-from cache_helpers import latent, meta  # noqa: E402
+from cache_helpers import FakeRedisServer, latent, meta  # noqa: E402
 from recall_pack.cache.memory import MemoryTier  # noqa: E402
 from recall_pack.cache.redis_tier import RedisTier  # noqa: E402
 from recall_pack.cache.store import TieredStore  # noqa: E402
 from recall_pack.nodes import startup  # noqa: E402
 
 
-class Fake:
-    def __init__(self):
-        self.server = fakeredis.FakeServer()
-        self.made = 0
-
-    def factory(self, url, timeout_s, read_timeout_s=None):
-        self.made += 1
-        return fakeredis.FakeRedis(server=self.server)
-
-
 @pytest.fixture
 def fake():
-    return Fake()
+    return FakeRedisServer()
 
 
 @pytest.fixture
