@@ -37,12 +37,21 @@ function settingStore() {
   return app.extensionManager?.setting;
 }
 
+// Values the dialog is being put back to: the store calls onChange for them too, and they
+// must not be sent back to the server (by then it may run with a newer value).
+const putBack = new Map();
+
 async function showServerValues() {
   const store = settingStore();
   if (!store) return;
   for (const { id, value } of uiValuesFromServer(server, SPECS)) {
-    // Each set fires onChange with the server's own value, which settingChange ignores.
-    if (store.get(id) !== value) await store.set(id, value);
+    if (store.get(id) === value) continue;
+    putBack.set(id, value);
+    try {
+      await store.set(id, value);
+    } finally {
+      putBack.delete(id);
+    }
   }
 }
 
@@ -55,7 +64,24 @@ async function readLimits() {
   }
 }
 
-async function onDialogChange(spec, value) {
+// Changes are applied one at a time, in the order they were made, so a slow answer to an
+// older change never overrides a newer one; only the last queued change puts the dialog in
+// line with the server, so a value still waiting its turn is not shown back to the old one.
+let queue = Promise.resolve();
+let waiting = 0;
+
+function onDialogChange(spec, value) {
+  if (putBack.has(spec.id) && putBack.get(spec.id) === value) return;
+  waiting += 1;
+  queue = queue
+    .then(() => applyDialogChange(spec, value))
+    .catch((error) => console.warn("[Recall] could not apply a setting:", error))
+    .finally(() => {
+      waiting -= 1;
+    });
+}
+
+async function applyDialogChange(spec, value) {
   // The store calls onChange before it keeps the new value: let it finish first, so that
   // putting the server's value back afterwards sticks.
   await new Promise((resolve) => setTimeout(resolve, 0));
@@ -69,7 +95,7 @@ async function onDialogChange(spec, value) {
     toast("error", "Recall: setting not applied", error.message);
   }
   // Either way the dialog shows what the server now runs with.
-  await showServerValues();
+  if (waiting === 1) await showServerValues();
 }
 
 async function loadFromServer() {
@@ -94,7 +120,7 @@ app.registerExtension({
     tooltip: spec.tooltip,
     attrs: spec.attrs,
     sortOrder: spec.sortOrder,
-    onChange: (value) => void onDialogChange(spec, value),
+    onChange: (value) => onDialogChange(spec, value),
   })),
   async setup() {
     await loadFromServer();

@@ -225,4 +225,4 @@ def test_recall_node_schema_conventions(index):
     assert schema.node_id.startswith("Recall") and schema.category == "Recall/encode"
     assert schema.display_name.endswith("(Recall)") and not schema.not_idempotent
     assert all(i.tooltip for i in schema.inputs), [i.id for i in schema.inputs if not i.tooltip]
-    assert [h.value for h in schema.hidden] == ["UNIQUE_ID"]
+    assert [h.value for h in schema.hidden] == ["PROMPT", "UNIQUE_ID"]

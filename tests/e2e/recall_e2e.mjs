@@ -194,13 +194,37 @@ async function refuse(page, value, pattern) {
   return shown;
 }
 
+// Two changes made back to back while the answer to the first is slow (held 1.5 s): the
+// dialog and the server must both end at the second value, as the user typed them.
+async function changesInARow(page, first, second) {
+  let held = 0;
+  const hold = async (route) => {
+    if (route.request().method() !== "POST" || held++ > 0) return route.continue();
+    const response = await route.fetch();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await route.fulfill({ response });
+  };
+  await page.route("**/recall/settings", hold);
+  try {
+    await setSetting(page, "Recall.Cache.RamGB", first);
+    await setSetting(page, "Recall.Cache.RamGB", second);
+    await pollServer("/recall/settings", (s) => s.ram_bytes === second * GB, "the second of two changes");
+    // Long enough for the held answer and anything it sets off to come back.
+    await page.waitForTimeout(3000);
+  } finally {
+    await page.unroute("**/recall/settings", hold);
+  }
+  return { ui_after: await settingValue(page, "Recall.Cache.RamGB"),
+    server_after: (await serverGet("/recall/settings")).ram_bytes, posts: held };
+}
+
 async function settingsChecks(page, result) {
   await page.waitForFunction(() => window.comfyAPI.app.app.extensionManager.setting.get("Recall.Cache.RamGB") === 5,
     null, { timeout: 30000 }).catch(() => {});
   result.settings_ui = { enabled: await settingValue(page, "Recall.Cache.Enabled"), ram_gb: await settingValue(page, "Recall.Cache.RamGB") };
   await setSetting(page, "Recall.Cache.RamGB", 3);
   result.settings_after_change = await pollServer("/recall/settings", (s) => s.ram_bytes !== 5 * GB, "the new RAM cap");
-  await setSetting(page, "Recall.Cache.RamGB", 4);
+  result.changes_in_a_row = await changesInARow(page, 2, 4);
   await pollServer("/recall/settings", (s) => s.ram_bytes === 4 * GB, "the RAM cap put back");
   result.refusals = {
     negative: await refuse(page, -3, "negative"),

@@ -227,6 +227,10 @@ def test_settings_dialog_shows_the_servers_values_and_writes_through_the_route(p
     assert page_run["settings_after_change"]["ram_bytes"] == 3 * GB
 
 
+def test_two_changes_in_a_row_end_at_the_second_even_when_the_first_answer_is_slow(page_run):
+    assert page_run["changes_in_a_row"] == {"ui_after": 4, "server_after": 4 * GB, "posts": 2}
+
+
 def test_settings_list_only_what_applies_in_tier_order(page_run):
     labels = page_run["settings_dialog"]
     assert {"Enable the Recall cache", "RAM tier: size cap (GB)", "Disk tier: size cap (GB)",
