@@ -345,6 +345,17 @@ class DiskTier(DiskWrites, Tier):
             db = self._index()
             return [] if db is None else db.keys(namespace)
 
+    def present(self, namespace: str, keys: list[str]) -> set[str]:
+        """The keys among `keys` stored here, from the index alone (no file is read)."""
+        ids = {bytes.fromhex(entry_id(namespace, k)): k for k in keys}
+        with self._lock:
+            db = self._index()
+            try:
+                return set() if db is None else {ids[i] for i in db.stored(list(ids))}
+            except _DB_ERRORS as exc:
+                self._db_failure("read its index", exc)
+                return set()
+
     def labels(self, namespace: str, limit: int | None = None) -> list[tuple[str, str]]:
         """(key, label) of the most recently used entries, newest first: a bounded list, for miss explanations."""
         with self._lock:

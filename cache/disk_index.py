@@ -240,6 +240,16 @@ class DiskIndex:
         return [(k, label) for k, label in self.conn.execute(
             "SELECT key, label FROM entries WHERE ns = ? AND state = 1 ORDER BY lru DESC LIMIT ?", (ns, limit))]
 
+    def stored(self, ids: list[bytes]) -> set[bytes]:
+        """The ids of entries the index holds as stored (not being written)."""
+        found: set[bytes] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r for (r,) in self.conn.execute(
+                f"SELECT id FROM entries WHERE state = 1 AND id IN ({marks})", chunk))
+        return found
+
     def known(self, ids: list[bytes]) -> dict[bytes, int]:
         """{id: alt} of the ids the index has."""
         found = {}

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from ..cache.config import RUNTIME_KEYS, CacheConfig, build_store, describe, load_config
+from ..cache.entry_count import DistinctEntries
 from ..cache.errors import CacheConfigError
 
 _log = logging.getLogger("recall")
@@ -23,6 +24,7 @@ DEFAULT_NAMESPACE = "default"  # conditioning when ComfyUI runs single-user
 _lock = threading.RLock()
 _config: CacheConfig | None = None
 _store = None
+_distinct = DistinctEntries()
 
 
 # -- ComfyUI facts ---------------------------------------------------------------------
@@ -201,23 +203,8 @@ def stats() -> dict:
 
 
 def distinct_entries(namespaces=None) -> int:
-    """Entries counted once: an encoding kept in RAM and on disk is one entry with two copies.
-
-    The union of the local tiers' keys (Redis is shared with other workers and reports its
-    own count). O(entries), like the per-tier usage the stats already walk.
-    """
-    keep = None if namespaces is None else set(namespaces)
-    seen: set = set()
-    for tier in get_store().tiers:
-        if tier.name == "redis":
-            continue
-        try:
-            for ns in tier.usage():
-                if keep is None or ns in keep:
-                    seen.update((ns, k) for k in tier.keys(ns))
-        except Exception:  # a failing tier is reported by its own health flag
-            continue
-    return len(seen)
+    """Entries counted once: an encoding kept in RAM and on disk is one entry with two copies."""
+    return _distinct.count(get_store().tiers, namespaces)
 
 
 def tier_health() -> dict:
