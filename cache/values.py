@@ -112,16 +112,23 @@ def restore(value: Any, recorded: tuple[str, ...], *, copy: bool) -> Any:
     copy: every tensor is a fresh one (a value held by a memory tier); otherwise tensors already
     on their device are handed on (a value just read from a persistent tier is nobody else's).
     ValueError when the tensor count differs from the record."""
-    count = len(devices(value))
-    if count != len(recorded):
-        raise ValueError(f"cached value has {count} tensors but {len(recorded)} recorded devices "
-                         "(expected equal counts)")
-    targets = iter([_usable(d) for d in recorded])
+    targets = iter(recorded)
+    usable: dict[str, torch.device] = {}
 
     def one(t: torch.Tensor) -> torch.Tensor:
-        target = next(targets)
+        recorded_device = next(targets, None)
+        if recorded_device is None:
+            raise ValueError(f"cached value has more tensors than its {len(recorded)} recorded devices "
+                             "(expected equal counts)")
+        target = usable.get(recorded_device)
+        if target is None:
+            target = usable[recorded_device] = _usable(recorded_device)
         if t.device == target:
             return t.clone() if copy else t
         return t.to(target, copy=True)
 
-    return _rebuild(value, one)
+    out = _rebuild(value, one)
+    if next(targets, None) is not None:
+        raise ValueError(f"cached value has fewer tensors than its {len(recorded)} recorded devices "
+                         "(expected equal counts)")
+    return out

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 
 from ..cache.keys import build_key
-from . import events
+from . import events, runtime
 from .lib.miss_reason import explain_miss, make_label
 
 _log = logging.getLogger("recall.encode")
@@ -61,24 +61,6 @@ class Part:
     key: str | None = None
 
 
-_warned: set = set()
-
-
-def _store():
-    """(store, None), or (None, reason) when caching is off or the cache cannot be set up."""
-    from . import runtime
-    try:
-        config = runtime.get_config()
-        if not config.enabled:
-            return None, "caching is disabled in the Recall config"
-        return runtime.get_store(), None
-    except Exception as exc:  # a broken cache must never break a workflow
-        if str(exc) not in _warned:  # once per distinct failure, not once per node run
-            _warned.add(str(exc))
-            _log.warning("[Recall] cache unavailable, encoding without it: %s", exc)
-        return None, f"cache unavailable: {exc}"
-
-
 def _timed(compute: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     with computing():
@@ -101,7 +83,7 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
     cache. hints: inputs of the node that shaped the content (SVD's
     seed shapes the noisy pixels) shown in the miss explanation, not part of the key.
     """
-    store, off_reason = _store()
+    store, off_reason = runtime.current().store_or_reason()
     if store is None:
         return uncached(compute, off_reason)
     key = build_key(kind, contents=contents, encoder=encoder, params=params)
