@@ -4,7 +4,8 @@
         ...
 
 The runtime module may be loaded under another package name in a test (a bare `nodes`
-package without ComfyUI), so the install function is found through the runtime's class.
+package without ComfyUI), and a test may subclass Runtime, so the install function is
+found through the module of the Runtime class the runtime is made from.
 """
 import contextlib
 import sys
@@ -12,7 +13,8 @@ import sys
 
 @contextlib.contextmanager
 def use_runtime(rt):
-    module = sys.modules[type(rt).__module__]
+    base = next(c for c in type(rt).__mro__ if c.__name__ == "Runtime")
+    module = sys.modules[base.__module__]
     previous = module.install(rt)
     try:
         yield rt
