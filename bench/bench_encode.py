@@ -53,7 +53,12 @@ def _setup(comfyui: str):
 
 
 class Recall:
-    """A real TieredStore (RAM + disk in a temp folder) wired in where the nodes ask runtime for it."""
+    """A real TieredStore (RAM + disk in a temp folder) installed as the nodes' runtime.
+
+    Every Recall made in a child is undone by Recall.undo_all() (the runtime and the UI
+    event sender it replaced are put back), which the child entry point calls on its way out."""
+
+    _undo: list = []
 
     def __init__(self, disk: Path):
         from recall_pack.cache.config import CacheConfig, build_store
@@ -62,15 +67,25 @@ class Recall:
         self.config = CacheConfig(disk_dir=str(disk))
         self.build = lambda: build_store(self.config, disk_dir=disk)
         self.store = self.build()
-        runtime.get_store = lambda: self.store
-        runtime.get_config = lambda: self.config
-        runtime.current_namespace = lambda: "bench"
+        self._runtime, self._events = runtime, events
+        previous_send = events._send
+        previous = runtime.install(self._make_runtime())
         events._send = lambda name, payload: self.reports.append(payload)
+        Recall._undo.append(lambda: (runtime.install(previous), setattr(events, "_send", previous_send)))
+
+    def _make_runtime(self):
+        return self._runtime.Runtime(self.config, self.store, namespace=lambda: "bench")
 
     def restart(self):
         self.store.flush()
         self.store.close()
         self.store = self.build()
+        self._runtime.install(self._make_runtime())
+
+    @classmethod
+    def undo_all(cls) -> None:
+        while cls._undo:
+            cls._undo.pop()()
 
 
 class EncodeClock:
@@ -282,7 +297,11 @@ def main(argv=None) -> int:
         _setup(comfyui)
         torch.manual_seed(0)
         kind = args.child[0]
-        result = child_overhead(args) if kind == "overhead" else {"svd": child_svd, "wan": child_wan}[kind](args.child[1], args)
+        try:
+            result = (child_overhead(args) if kind == "overhead"
+                      else {"svd": child_svd, "wan": child_wan}[kind](args.child[1], args))
+        finally:
+            Recall.undo_all()
         print(json.dumps(result))
         return 0
 

@@ -255,7 +255,7 @@ def build_store(config: CacheConfig, *, hot_device=None, disk_dir: Path, clock=t
     tiers = []
     if hot_device is not None:
         tiers.append(MemoryTier("vram", config.vram_bytes, config.vram_entries, ttl, device=hot_device, clock=clock))
-    tiers.append(MemoryTier("ram", config.ram_bytes, None, ttl, clock=clock))
+    tiers.append(MemoryTier("ram", config.ram_bytes, None, ttl, device="cpu", clock=clock))
     if config.disk_bytes > 0:
         tiers.append(DiskTier("disk", Path(config.disk_dir or disk_dir), config.disk_bytes,
                               config.disk_ttl_hours * 3600))

@@ -1,12 +1,17 @@
 """The memory tiers: hot (accelerator memory) and warm (RAM).
 
 Values are kept as live objects (no serialisation), moved to the tier's device
-when it has one. The bytes of a put are reserved before the copy to the device
+when it has one. A tier on an accelerator keeps only values whose producer returned
+tensors there: a CPU-born latent would be copied to VRAM and back on every hit for
+nothing. Entries with no device record (live objects by reference) are kept as they
+are. The bytes of a put are reserved before the copy to the device
 starts, so the cap holds even while a copy runs: evict before an out-of-memory
 error, never after.
 """
 import time
 from typing import Callable
+
+import torch
 
 from . import values
 from .tier import Entry, EntryMeta, LruIndex, Slot, Tier
@@ -30,7 +35,7 @@ class MemoryTier(Tier):
         cap = f"{self._index.max_bytes / 2**30:.3g}GB"
         if self._index.max_entries is not None:
             cap += f"/{self._index.max_entries} entries"
-        where = f" on {self.device}" if self.device is not None else ""
+        where = f" on {self.device}" if self.device is not None and str(self.device) != "cpu" else ""
         return f"{self.name} {cap}{where}"
 
     def get(self, namespace: str, key: str) -> Entry | None:
@@ -46,7 +51,16 @@ class MemoryTier(Tier):
             c.saved_seconds += slot.meta.compute_seconds
             return Entry(slot.payload, slot.meta)
 
+    def accepts(self, meta: EntryMeta) -> bool:
+        """False for a value born off this tier's accelerator (the VRAM tier skips CPU-born values)."""
+        device = None if self.device is None else torch.device(self.device)
+        if device is None or device.type == "cpu" or meta.devices is None:
+            return True
+        return any(torch.device(d).type == device.type for d in meta.devices)
+
     def put(self, namespace: str, key: str, value, *, meta: EntryMeta, size: int | None = None) -> bool:
+        if not self.accepts(meta):
+            return False
         size = values.nbytes(value) if size is None else int(size)
         with self._lock:
             ok, evicted = self._index.reserve(namespace, key, size, self.clock())
@@ -54,7 +68,8 @@ class MemoryTier(Tier):
         if not ok:
             return False
         try:
-            stored = values.move(value, self.device)  # the copy runs outside the lock
+            # the copy runs outside the lock; a live object by reference is kept as it is
+            stored = value if meta.devices is None else values.move(value, self.device)
         except Exception as exc:  # e.g. out of device memory: a skipped write, not an error
             with self._lock:
                 self._index.release(size)

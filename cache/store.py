@@ -1,7 +1,11 @@
 """TieredStore: one cache over ordered tiers (hot -> warm -> cold -> shared).
 
 get() asks the tiers in order and promotes a hit into the tiers above it (each
-tier's caps decide whether it fits). put() writes the memory tiers at once and
+tier's caps decide whether it fits). A value comes back as its producer returned
+it: each tensor on the device recorded at put() (EntryMeta.devices), and a copy
+that shares no memory with any tier, so a caller that edits it in place can never
+change the cache. On a miss the caller keeps the producer's own value and the memory
+tiers keep copies. Live objects put by reference are handed back as they are. put() writes the memory tiers at once and
 the persistent tiers on a background thread, so a slow disk or network never
 delays the workflow. get_or_compute() adds single flight: callers of the same
 (namespace, key) wait for one computation. A tier that raises is treated as a
@@ -40,13 +44,24 @@ class Outcome:
 
 
 class _Flight:
-    __slots__ = ("done", "value", "ok", "compute_seconds")
+    __slots__ = ("done", "value", "ok", "compute_seconds", "devices")
 
     def __init__(self):
         self.done = threading.Event()
         self.value = None
         self.ok = False
         self.compute_seconds = 0.0
+        self.devices = None
+
+
+def _handed_out(value, devices, to_device=None):
+    """What a caller gets for a stored value: a copy on its recorded devices (or on to_device).
+    A live object kept by reference (devices None) is handed on as it is."""
+    if devices is None:
+        return values.move(value, to_device) if to_device is not None else value
+    if to_device is not None:
+        return values.move(value, to_device, copy=True)
+    return values.restore(value, devices, copy=True)
 
 
 class TieredStore:
@@ -101,17 +116,26 @@ class TieredStore:
 
     # -- lookups ---------------------------------------------------------------------
     def get(self, key: str, *, namespace: str = "shared", to_device=None) -> Hit | None:
+        found = self._lookup(key, namespace, to_device)
+        return None if found is None else found[0]
+
+    def _lookup(self, key: str, namespace: str, to_device):
+        """(Hit, the tier's own value, its meta) or None."""
         if not self.enabled:
             return None
         for i, tier in enumerate(self.tiers):
             entry = self._tier_get(tier, namespace, key)
             if entry is None:
                 continue
-            if i > 0:
+            try:
+                value = _handed_out(entry.value, entry.meta.devices, to_device)
+            except (ValueError, RuntimeError) as exc:  # a record that does not fit the value: a miss
+                _log.warning("[Recall] cache: ignoring entry %s in tier %s: %s", key, tier.name, exc)
+                continue
+            if i > 0:  # the tiers above get the tier's own value, never the caller's copy
                 self._promote(self.tiers[:i], namespace, key, entry.value, entry.meta)
             self._count(namespace, True, entry.meta.compute_seconds)
-            value = values.move(entry.value, to_device) if to_device is not None else entry.value
-            return Hit(value, tier.name, entry.meta.compute_seconds)
+            return Hit(value, tier.name, entry.meta.compute_seconds), entry.value, entry.meta
         self._count(namespace, False)
         return None
 
@@ -153,14 +177,22 @@ class TieredStore:
             ttl_seconds: float | None = None) -> None:
         if not self.enabled:
             return
-        meta = EntryMeta(float(compute_seconds), time.time(), label, pinned, ttl_seconds)
+        self._put(key, value, namespace, compute_seconds, label, pinned, by_reference, ttl_seconds)
+
+    def _put(self, key, value, namespace, compute_seconds, label, pinned, by_reference, ttl_seconds):
+        """Store value; returns (what the tiers hold, its meta)."""
+        devices = None if by_reference else values.devices(value)
+        meta = EntryMeta(float(compute_seconds), time.time(), label, pinned, ttl_seconds, devices)
         if by_reference:
             # live objects (models, CLIP) go to the lowest memory tier (warm RAM), as they are:
             # the hot tier's few slots are for image encodings
             memory = [t for t in self.tiers if not t.persistent]
             if memory:
                 self._tier_put(memory[-1], namespace, key, value, meta)
-            return
+            return value, meta
+        # the tiers keep one copy of their own (shared among them, read only): the caller keeps
+        # the producer's value and may edit it in place, even before a background write ran
+        value = values.move(value, None, copy=True)
         storable = True
         try:
             flatten(value)
@@ -173,6 +205,7 @@ class TieredStore:
                     self._write_later(tier, namespace, key, value, meta)
             else:
                 self._tier_put(tier, namespace, key, value, meta)
+        return value, meta
 
     def get_or_compute(self, key: str, compute: Callable[[], Any], *, namespace: str = "shared",
                        label: str = "", pinned: bool = False, by_reference: bool = False,
@@ -192,20 +225,23 @@ class TieredStore:
             flight.done.wait()
             if flight.ok:  # another caller computed it: counted as a hit for this caller
                 self._count(namespace, True, flight.compute_seconds)
-                value = values.move(flight.value, to_device) if to_device is not None else flight.value
+                value = _handed_out(flight.value, flight.devices, to_device)
                 return Outcome(value, True, IN_FLIGHT, flight.compute_seconds, 0.0)
             # the leader failed: try again, possibly as the new leader
         try:
-            hit = self.get(key, namespace=namespace, to_device=to_device)
-            if hit is not None:
-                flight.value, flight.ok, flight.compute_seconds = hit.value, True, hit.saved_seconds
+            # waiters get copies of what the tiers hold, never of a value a caller may edit
+            found = self._lookup(key, namespace, to_device)
+            if found is not None:
+                hit, held, meta = found
+                flight.value, flight.devices = held, meta.devices
+                flight.ok, flight.compute_seconds = True, hit.saved_seconds
                 return Outcome(hit.value, True, hit.tier, hit.saved_seconds, 0.0)
             start = time.perf_counter()
             value = compute()
             elapsed = time.perf_counter() - start
-            self.put(key, value, namespace=namespace, compute_seconds=elapsed, label=label,
-                     pinned=pinned, by_reference=by_reference, ttl_seconds=ttl_seconds)
-            flight.value, flight.ok, flight.compute_seconds = value, True, elapsed
+            held, meta = self._put(key, value, namespace, elapsed, label, pinned, by_reference, ttl_seconds)
+            flight.value, flight.devices = held, meta.devices
+            flight.ok, flight.compute_seconds = True, elapsed
             return Outcome(value, False, None, 0.0, elapsed)
         finally:
             with self._lock:

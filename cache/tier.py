@@ -25,20 +25,30 @@ class EntryMeta:
     label: str = ""
     pinned: bool = False
     ttl_seconds: float | None = None  # per-entry lifetime; the shorter of this and the tier's wins
+    # The device of each tensor as the producer returned it (values.devices order): a hit is
+    # handed back there. None: a live object kept by reference (never moved, never copied).
+    devices: tuple[str, ...] | None = None
 
     def to_doc(self, namespace: str, key: str, **extra) -> dict:
         """The entry-metadata document the persistent tiers store beside a value (disk and Redis alike)."""
         return {"namespace": namespace, "key": key, **extra, "compute_seconds": self.compute_seconds,
                 "created": self.created, "label": self.label, "pinned": self.pinned,
-                "ttl_seconds": self.ttl_seconds}
+                "ttl_seconds": self.ttl_seconds,
+                "devices": None if self.devices is None else list(self.devices)}
 
     @classmethod
     def from_doc(cls, doc: dict) -> "EntryMeta":
-        """The metadata of a stored document; CorruptEntry when it is incomplete."""
+        """The metadata of a stored document; CorruptEntry when it is incomplete.
+
+        A document without "devices" was written by a Recall that stored encodings wrapped in a
+        {"v", "d"} envelope: read as a value, it would be that envelope, so it is refused (a miss)."""
+        if isinstance(doc, dict) and "devices" not in doc:
+            raise CorruptEntry("entry written by an older Recall (no device record); it is computed again")
         try:
-            ttl = doc.get("ttl_seconds")
+            ttl, devices = doc.get("ttl_seconds"), doc["devices"]
             return cls(float(doc["compute_seconds"]), float(doc["created"]), str(doc.get("label", "")),
-                       bool(doc.get("pinned", False)), None if ttl is None else float(ttl))
+                       bool(doc.get("pinned", False)), None if ttl is None else float(ttl),
+                       None if devices is None else tuple(str(d) for d in devices))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptEntry(f"entry metadata is incomplete: {exc}") from exc
 

@@ -20,6 +20,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from ..cache.errors import UnstorableValue
+from ..cache.keys import build_key
+from ..cache.serialize import flatten
+from . import fingerprints, runtime
 from ._api import io
 from .events import report_node
 from .lib import sensitivity_rules
@@ -77,8 +81,7 @@ def _take(node_id: str, run) -> _Pending | None:
 def ruleset():
     """Built-in + config rules, checked against the loaded node classes; problems logged once."""
     import nodes
-    from . import runtime
-    config = runtime.get_config()
+    config = runtime.current().config
     with _rules_lock:
         if _rules_cache["config"] is not config:
             rules, problems = sensitivity_rules.build_ruleset(config.node_rules, nodes.NODE_CLASS_MAPPINGS)
@@ -122,8 +125,6 @@ def _register_value_types() -> None:
 
 async def _plan(hidden, allow_nondeterministic: bool) -> _Pending | str:
     """Signature and lookup for this node's input; a string when it cannot be cached."""
-    from ..cache.keys import build_key
-    from . import fingerprints, runtime
     dynprompt = fingerprints.dynamic_prompt(hidden.dynprompt, hidden.prompt)
     node_id = str(hidden.unique_id)
     link = dynprompt.get_node(node_id)["inputs"].get("value")
@@ -133,7 +134,8 @@ async def _plan(hidden, allow_nondeterministic: bool) -> _Pending | str:
     io_type, is_list = fingerprints.output_info(upstream_class, int(link[1]))
     if is_list:
         return f"{upstream_class} returns a list output, which is not cached"
-    store = runtime.get_store()
+    rt = runtime.current()
+    store = rt.store
     if not store.enabled:
         return "caching is turned off"
     facts = await fingerprints.gather_facts(dynprompt, upstream_ids(dynprompt.get_node, link))
@@ -142,7 +144,7 @@ async def _plan(hidden, allow_nondeterministic: bool) -> _Pending | str:
                             facts=lambda nid, node: facts[str(nid)], file_digest=fingerprints.file_digest,
                             randomized=randomized_inputs(workflow, dynprompt.get_node),
                             allow_nondeterministic=allow_nondeterministic)
-    item = _Pending(sig, build_key(_KEY_KIND, params={"signature": sig.key}), runtime.current_namespace(),
+    item = _Pending(sig, build_key(_KEY_KIND, params={"signature": sig.key}), rt.namespace(),
                     io_type in fingerprints.MODEL_TYPES)
     if sig.nondeterministic and not allow_nondeterministic:
         item.reason = ("upstream is non-deterministic (" + "; ".join(sig.nondeterministic[:2])
@@ -162,8 +164,6 @@ def _intermediate_device():
 
 
 def _is_storable(value) -> bool:
-    from ..cache.errors import UnstorableValue
-    from ..cache.serialize import flatten
     try:
         flatten(value)
         return True
@@ -173,8 +173,7 @@ def _is_storable(value) -> bool:
 
 def _store(item: _Pending, value) -> str:
     """Put a computed value; returns the reason to show for the miss."""
-    from . import runtime
-    store = runtime.get_store()
+    store = runtime.current().store
     by_reference = item.by_reference or not _is_storable(value)
     labels = [label for key, label in store.recent_keys(item.namespace, 64) if key != item.key]
     reason = explain_miss(item.signature, labels)

@@ -7,11 +7,10 @@ the key, asks the store, computes on a miss, and hands back a Part (value + what
 cache did). `report` turns the Parts of one node run into one log line and one
 "recall.node" UI event.
 
-Values are stored exactly as the encoder produced them, wrapped as {"v": value,
-"d": [device of each tensor]}, and every value handed out is a fresh copy on the device
-the encoder returned it on: downstream nodes that edit tensors in place can never
-change the cache, and a hit from the VRAM tier comes back where the core node's
-result would be.
+Values are stored exactly as the encoder produced them. The store hands a hit back as
+a fresh copy on the device the encoder returned it on (cache/store.py), so downstream
+nodes that edit tensors in place can never change the cache, and a hit comes back
+where the core node's result would be.
 """
 from __future__ import annotations
 
@@ -24,9 +23,8 @@ from typing import Any, Callable, Sequence
 
 
 from ..cache.keys import build_key
-from . import events
+from . import events, runtime
 from .lib.miss_reason import explain_miss, make_label
-from .lib.tensor_tree import restore_devices, tensor_devices
 
 _log = logging.getLogger("recall.encode")
 
@@ -63,24 +61,6 @@ class Part:
     key: str | None = None
 
 
-_warned: set = set()
-
-
-def _store():
-    """(store, None), or (None, reason) when caching is off or the cache cannot be set up."""
-    from . import runtime
-    try:
-        config = runtime.get_config()
-        if not config.enabled:
-            return None, "caching is disabled in the Recall config"
-        return runtime.get_store(), None
-    except Exception as exc:  # a broken cache must never break a workflow
-        if str(exc) not in _warned:  # once per distinct failure, not once per node run
-            _warned.add(str(exc))
-            _log.warning("[Recall] cache unavailable, encoding without it: %s", exc)
-        return None, f"cache unavailable: {exc}"
-
-
 def _timed(compute: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     with computing():
@@ -98,12 +78,12 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
            ttl_seconds: float | None = None, hints: dict | None = None) -> Part:
     """Look one encoding up; on a miss compute it (single flight per key) and store it.
 
-    On a miss the stored value is the encoder's own output and the caller gets a copy;
-    on a hit the caller gets a copy of the stored value: either way nothing handed out
-    shares memory with the cache. hints: inputs of the node that shaped the content (SVD's
+    On a miss the caller gets the encoder's own output (the store keeps a copy); on a hit
+    a copy of the stored value: either way nothing handed out shares memory with the
+    cache. hints: inputs of the node that shaped the content (SVD's
     seed shapes the noisy pixels) shown in the miss explanation, not part of the key.
     """
-    store, off_reason = _store()
+    store, off_reason = runtime.current().store_or_reason()
     if store is None:
         return uncached(compute, off_reason)
     key = build_key(kind, contents=contents, encoder=encoder, params=params)
@@ -112,32 +92,15 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
 
     def produce():
         value, timing["s"] = _timed(compute)
-        return {"v": value, "d": tensor_devices(value)}
+        return value
 
-    flight = dict(namespace=namespace, label=label, pinned=pinned, ttl_seconds=ttl_seconds)
-    outcome = store.get_or_compute(key, produce, **flight)
-    value = _unwrap(outcome.value)
-    if value is None:  # a foreign entry under our key: drop it and compute afresh
-        store.delete(key, namespace=namespace)
-        outcome = store.get_or_compute(key, produce, **flight)
-        value = _unwrap(outcome.value)
-        if value is None:
-            return uncached(compute, "cache entry unreadable")
+    outcome = store.get_or_compute(key, produce, namespace=namespace, label=label, pinned=pinned,
+                                   ttl_seconds=ttl_seconds)
+    value = outcome.value
     if outcome.hit:
         return Part(value, "hit", tier=outcome.tier, saved_s=outcome.saved_seconds, key=key)
     return Part(value, "miss", compute_s=timing.get("s", outcome.compute_seconds),
                 reason=_reason(store, namespace, key, label), key=key)
-
-
-def _unwrap(stored: Any):
-    """The value of an entry this module wrote, as a fresh copy on its original devices; else None."""
-    if not isinstance(stored, dict) or set(stored) != {"v", "d"}:
-        return None
-    try:
-        return restore_devices(stored["v"], list(stored["d"]))
-    except (TypeError, ValueError, RuntimeError) as exc:
-        _log.warning("[Recall] ignoring a malformed cache entry: %s", exc)
-        return None
 
 
 _TIER_ORDER = ("vram", "ram", "disk", "redis")

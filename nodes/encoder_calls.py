@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 
 from ..cache.keys import content_key
-from . import encode_cache, preferred_images
+from . import encode_cache, preferred_images, runtime
 from .lib.tensor_tree import tree_digest
 
 _log = logging.getLogger("recall.encode")
@@ -153,8 +153,8 @@ def _namespace(kind: str):
     """(namespace, ttl seconds): conditioning per user with the text TTL, image encodings shared."""
     if kind not in TEXT_KINDS:
         return encode_cache.SHARED, None
-    from . import runtime
-    return runtime.current_namespace(), runtime.get_config().text_ttl_minutes * 60
+    rt = runtime.current()
+    return rt.namespace(), rt.config.text_ttl_minutes * 60
 
 
 def _hints() -> dict | None:

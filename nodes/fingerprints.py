@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 
+from . import runtime
 from .lib.file_digest import FileDigests
 from .lib.signature import NodeFacts, SignatureError
 
@@ -38,7 +39,6 @@ def _file_digests() -> FileDigests:
     global _digests
     with _lock:
         if _digests is None:
-            from . import runtime
             memo = runtime.default_disk_dir().parent / "file_digests.json"
             _digests = FileDigests(memo)
         return _digests

@@ -37,6 +37,7 @@ import torch
 from ..cache.fingerprint import FingerprintMemo, fingerprint_patches, fingerprint_structure, fingerprint_tensors
 from ..cache.weights_memo import WeightsMemo
 from .lib.file_digest import file_stamp, process_start_time, unchanged_since
+from . import runtime
 from .lib.tensor_tree import tree_digest
 
 _log = logging.getLogger("recall")
@@ -153,8 +154,7 @@ def _memo() -> WeightsMemo | None:
 def _default_memo() -> WeightsMemo | None:
     """The memo in the disk tier's folder (the configured disk_dir, else the user folder's)."""
     try:
-        from . import runtime
-        configured = runtime.get_config().disk_dir
+        configured = runtime.current().config.disk_dir
         return WeightsMemo(Path(configured).expanduser() / MEMO_FILE if configured
                            else runtime.default_disk_dir() / MEMO_FILE)
     except Exception as exc:  # no config or folder: identities are then hashed, as before

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import time
 
-from . import events
+from ..cache.keys import build_key
+from . import events, runtime
 from ._api import io
 from .lib import lcm_schedule, lora_keys
 
@@ -28,27 +29,15 @@ STEPS_HINT = "LCM needs few steps: 2-8 (4 is the usual choice)."
 CFG_HINT = "Sample with cfg 1-2 (1 ignores the negative prompt and is twice as fast)."
 
 
-def _get_store():
-    """The shared TieredStore, or None when caching is off or broken (the loader then reads every run)."""
-    try:
-        from . import runtime
-        if not runtime.get_config().enabled:
-            return None
-        return runtime.get_store()
-    except Exception as exc:  # a broken cache must never break a workflow
-        _log.warning("[Recall] cache unavailable, LoRA files are read on every run: %s", exc)
-        return None
-
-
 def _file_key(digest: str, alpha) -> str:
-    from ..cache.keys import build_key
     return build_key("lora_file", contents=[digest], params={"peft_alpha": alpha})
 
 
 def load_parsed(path: str, name: str):
     """(ParsedLora, status, tier, seconds): from the RAM tier when the file's content was seen before."""
     alpha = lora_keys.peft_alpha(path)
-    store = _get_store()
+    # without a store (caching off or broken) the loader reads the file on every run
+    store, _ = runtime.current().store_or_reason("LoRA files are read on every run")
     stat_key = lora_keys.FileHashMemo.stat_key(path)
     digest = _file_hashes.lookup(stat_key)
     if store is not None and digest is not None:

@@ -25,6 +25,7 @@ import torch
 from ..cache.config import check_image_name
 from ..cache.errors import CacheConfigError
 from ..cache.keys import content_key
+from . import runtime
 
 _log = logging.getLogger("recall")
 
@@ -122,9 +123,8 @@ class _Decode(threading.Thread):
 
 def preferred_keys() -> frozenset:
     """Content keys of the preferred files' pixels (what is known now; see the module doc)."""
-    from . import runtime
     try:
-        names = list(runtime.get_config().preferred_images)
+        names = list(runtime.current().config.preferred_images)
         if not names:
             return frozenset()
         signature = _signature(names)

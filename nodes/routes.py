@@ -24,6 +24,8 @@ import reprlib
 
 from aiohttp import web
 
+from . import runtime as runtime_module
+
 _log = logging.getLogger("recall.routes")
 
 KNOWN_TIERS = ("vram", "ram", "disk", "redis")
@@ -331,7 +333,7 @@ def register(routes, *, runtime=None, user_of=None, multi_user=None) -> RecallRo
         return None
     _registered_on.add(id(routes))
     if runtime is None:
-        from . import runtime
+        runtime = runtime_module.current()
     handlers = RecallRoutes(runtime, user_of or _comfy_user_of,
                             _comfy_multi_user() if multi_user is None else multi_user)
     routes.get("/recall/stats")(_guarded(handlers.get_stats))

@@ -1,30 +1,32 @@
 """The bridge between ComfyUI and the cache engine: the only place that knows ComfyUI facts.
 
-It resolves the user directory, the accelerator and the user who queued the
-running prompt (recorded by prompt_owner.py), and hands them to cache/ as plain arguments. ComfyUI modules are
-imported inside functions so this module imports (and its tests run) without
-ComfyUI. Nothing here does heavy work at start-up: the store and its tiers are
-built on first use, and tiers open folders and connections on their first call.
+A Runtime holds what the nodes need of the cache: the config, the store and the
+namespace resolver. One is built when the pack loads (startup.py) and every node
+reaches it through current(); a test or a benchmark installs its own with install()
+and puts the previous one back. It resolves the user directory, the accelerator and
+the user who queued the running prompt (recorded by prompt_owner.py), and hands them
+to cache/ as plain arguments. ComfyUI modules are imported inside functions so this
+module imports (and its tests run) without ComfyUI. Nothing here does heavy work at
+start-up: the store and its tiers are built on first use, and tiers open folders and
+connections on their first call.
 """
 import logging
 import os
+import shutil
 import threading
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from ..cache.config import RUNTIME_KEYS, CacheConfig, build_store, describe, load_config
 from ..cache.entry_count import DistinctEntries
 from ..cache.errors import CacheConfigError
+from . import events, preferred_images, prompt_owner
 
 _log = logging.getLogger("recall")
 
 SHARED_NAMESPACE = "shared"    # image encodings: the same for every user of the server
 DEFAULT_NAMESPACE = "default"  # conditioning when ComfyUI runs single-user
-
-_lock = threading.RLock()
-_config: CacheConfig | None = None
-_store = None
-_distinct = DistinctEntries()
 
 
 # -- ComfyUI facts ---------------------------------------------------------------------
@@ -68,75 +70,13 @@ def _multi_user() -> bool:
         return False
 
 
-# -- config and store ------------------------------------------------------------------
-def get_config() -> CacheConfig:
-    global _config
-    with _lock:
-        if _config is None:
-            path = config_path()
-            try:
-                _config = load_config(path)
-            except CacheConfigError as exc:
-                # the pack must still load: say what is wrong once and use the defaults
-                _log.error("%s Using the default cache settings.", exc)
-                _config = CacheConfig()
-        return _config
-
-
-def _shared_tier(config: CacheConfig):
-    if config.backend != "redis":
-        return None
-    try:
-        from ..cache import redis_tier
-        return redis_tier.build_redis_tier(config)
-    except Exception as exc:  # redis-py missing, or the tier module failed: local tiers still work
-        _log.warning("[Recall] config: backend=redis but the Redis tier is unavailable (%s). "
-                     "Continuing with the local tiers; install redis-py (pip install redis) to share the cache.", exc)
-        return None
-
-
-def get_store():
-    global _store
-    with _lock:
-        if _store is None:
-            config = get_config()
-            _store = build_store(config, hot_device=hot_device(), disk_dir=default_disk_dir(),
-                                 shared_tier=_shared_tier(config))
-            _store.add_listener(_on_backend_event)
-        return _store
-
-
-def _on_backend_event(event: str, info: dict) -> None:
-    from .events import report_backend
-    state = "down" if event == "backend_down" else "up"
-    report_backend(info.get("tier", "cache"), state, info.get("message", ""))
-
-
-def describe_tiers() -> str:
-    return describe(get_config(), hot_device=hot_device(), disk_dir=default_disk_dir())
-
-
-def on_startup() -> None:
-    """Cheap: the config is read; tiers are built on the first node that uses them."""
-    get_config()
-
-
-def reset_for_tests() -> None:
-    """Forget the config and store (tests; a settings reload)."""
-    global _config, _store
-    with _lock:
-        if _store is not None:
-            _store.close()
-        _config, _store = None, None
-
-
 # -- namespaces --------------------------------------------------------------------------
 def user_namespace(user: str) -> str:
     """The namespace of one ComfyUI user's L2 entries (routes filter stats and clears by it)."""
     return f"user:{user}"
 
 
-def current_namespace() -> str:
+def prompt_namespace() -> str:
     """The L2 (per-user) namespace of the running prompt.
 
     Single-user: "default". --multi-user: the namespace of the user who queued the prompt,
@@ -146,7 +86,6 @@ def current_namespace() -> str:
     """
     if not _multi_user():
         return DEFAULT_NAMESPACE
-    from . import prompt_owner
     try:
         from server import PromptServer
         prompt_id = getattr(PromptServer.instance, "last_prompt_id", None)
@@ -163,83 +102,189 @@ def track_prompt_owners() -> bool:
     if not _multi_user():
         return False
     from server import PromptServer
-    from . import prompt_owner
     server = PromptServer.instance
     return prompt_owner.install(server, server.user_manager.get_request_user_id)
 
 
-# -- settings, stats, clearing (for the routes) ------------------------------------------
-def settings_snapshot() -> dict:
-    d = get_config().as_dict()
-    return {k: d[k] for k in RUNTIME_KEYS}
-
-
-def update_settings(changes: dict) -> CacheConfig:
-    """Validate and apply runtime settings; caps and TTLs change the live tiers at once."""
-    global _config
-    unknown = [k for k in changes if k not in RUNTIME_KEYS]
-    if unknown:
-        raise CacheConfigError(f"[Recall] settings: {unknown[0]!r:.100} cannot be changed while ComfyUI runs "
-                               f"(expected one of: {', '.join(RUNTIME_KEYS)}). Set it in the config file and restart.")
-    new = get_config().replace(changes, source="settings")
-    if "preferred_images" in changes:
-        from .preferred_images import validate
-        validate(new.preferred_images)  # each a regular file inside the input folder, or a 400
-    with _lock:
-        new = get_config().replace(changes, source="settings")
-        _config = new
-        store = _store
-    if store is not None:
-        store.enabled = new.enabled
-        ttl = new.ttl_minutes * 60
-        store.configure_tier("vram", max_bytes=new.vram_bytes, max_entries=new.vram_entries, ttl_seconds=ttl)
-        store.configure_tier("ram", max_bytes=new.ram_bytes, ttl_seconds=ttl)
-        store.configure_tier("disk", max_bytes=new.disk_bytes, ttl_seconds=new.disk_ttl_hours * 3600)
-    return new
-
-
-def stats() -> dict:
-    return get_store().stats()
-
-
-def distinct_entries(namespaces=None) -> int:
-    """Entries counted once: an encoding kept in RAM and on disk is one entry with two copies."""
-    return _distinct.count(get_store().tiers, namespaces)
-
-
-def tier_health() -> dict:
-    """{tier: "down" | "up"}: a tier that failed stays "down" until it works again."""
-    def down(tier) -> bool:
-        flag = getattr(tier, "is_down", False)
-        return bool(flag() if callable(flag) else flag)
-    return {t.name: ("down" if down(t) else "up") for t in get_store().tiers}
-
-
-def capacity_limits() -> dict:
-    """The most a size cap can mean on this machine: total RAM, the disk the cache lives on, VRAM."""
-    import shutil
-    limits = {}
+# -- the runtime ---------------------------------------------------------------------------
+def load_default_config() -> CacheConfig:
+    """The config file's settings; the defaults (with the error logged) when it is broken."""
     try:
-        import psutil
-        limits["ram_bytes"] = int(psutil.virtual_memory().total)
-    except Exception:
-        pass
-    folder = Path(get_config().disk_dir) if get_config().disk_dir else default_disk_dir()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+        return load_config(config_path())
+    except CacheConfigError as exc:
+        # the pack must still load: say what is wrong once and use the defaults
+        _log.error("%s Using the default cache settings.", exc)
+        return CacheConfig()
+
+
+def _shared_tier(config: CacheConfig):
+    if config.backend != "redis":
+        return None
     try:
-        limits["disk_bytes"] = int(shutil.disk_usage(folder).total)
-    except OSError:
-        pass
-    device = hot_device()
-    if device is not None:
+        from ..cache import redis_tier  # imports redis-py's wrapper only when Redis is configured
+        return redis_tier.build_redis_tier(config)
+    except Exception as exc:  # redis-py missing, or the tier module failed: local tiers still work
+        _log.warning("[Recall] config: backend=redis but the Redis tier is unavailable (%s). "
+                     "Continuing with the local tiers; install redis-py (pip install redis) to share the cache.", exc)
+        return None
+
+
+def build_default_store(config: CacheConfig):
+    store = build_store(config, hot_device=hot_device(), disk_dir=default_disk_dir(),
+                        shared_tier=_shared_tier(config))
+    store.add_listener(_on_backend_event)
+    return store
+
+
+def _on_backend_event(event: str, info: dict) -> None:
+    state = "down" if event == "backend_down" else "up"
+    events.report_backend(info.get("tier", "cache"), state, info.get("message", ""))
+
+
+class Runtime:
+    """Config, store and namespace resolver of the running pack.
+
+    config and store given here are used as they are; left out, the config is read from
+    the config file and the store built from it on first use (build_store(config))."""
+
+    user_namespace = staticmethod(user_namespace)
+
+    def __init__(self, config: CacheConfig | None = None, store=None, *,
+                 namespace: Callable[[], str] = prompt_namespace,
+                 build_store: Callable[[CacheConfig], object] = build_default_store):
+        self._lock = threading.RLock()
+        self._config, self._store = config, store
+        self._namespace, self._build_store = namespace, build_store
+        self._warned: set[str] = set()
+        self._distinct = DistinctEntries()
+
+    @property
+    def config(self) -> CacheConfig:
+        with self._lock:
+            if self._config is None:
+                self._config = load_default_config()
+            return self._config
+
+    @property
+    def store(self):
+        with self._lock:
+            if self._store is None:
+                self._store = self._build_store(self.config)
+            return self._store
+
+    def namespace(self) -> str:
+        """The per-user namespace of the running prompt."""
+        return self._namespace()
+
+    def store_or_reason(self, without: str = "encoding without it"):
+        """(store, None), or (None, reason) when caching is off or the cache cannot be set up.
+
+        without: what the caller does instead, for the warning (logged once per distinct failure)."""
         try:
-            import comfy.model_management as mm
-            limits["vram_bytes"] = int(mm.get_total_memory(device))
+            if not self.config.enabled:
+                return None, "caching is disabled in the Recall config"
+            return self.store, None
+        except Exception as exc:  # a broken cache must never break a workflow
+            with self._lock:
+                first = str(exc) not in self._warned
+                self._warned.add(str(exc))
+            if first:
+                _log.warning("[Recall] cache unavailable, %s: %s", without, exc)
+            return None, f"cache unavailable: {exc}"
+
+    def describe_tiers(self) -> str:
+        return describe(self.config, hot_device=hot_device(), disk_dir=default_disk_dir())
+
+    # -- settings, stats, clearing (for the routes) ------------------------------------------
+    def settings_snapshot(self) -> dict:
+        d = self.config.as_dict()
+        return {k: d[k] for k in RUNTIME_KEYS}
+
+    def update_settings(self, changes: dict) -> CacheConfig:
+        """Validate and apply runtime settings; caps and TTLs change the live tiers at once."""
+        unknown = [k for k in changes if k not in RUNTIME_KEYS]
+        if unknown:
+            raise CacheConfigError(f"[Recall] settings: {unknown[0]!r:.100} cannot be changed while ComfyUI runs "
+                                   f"(expected one of: {', '.join(RUNTIME_KEYS)}). Set it in the config file and restart.")
+        new = self.config.replace(changes, source="settings")
+        if "preferred_images" in changes:
+            preferred_images.validate(new.preferred_images)  # each a regular file inside the input folder, or a 400
+        with self._lock:
+            new = self.config.replace(changes, source="settings")
+            self._config = new
+            store = self._store
+        if store is not None:
+            store.enabled = new.enabled
+            ttl = new.ttl_minutes * 60
+            store.configure_tier("vram", max_bytes=new.vram_bytes, max_entries=new.vram_entries, ttl_seconds=ttl)
+            store.configure_tier("ram", max_bytes=new.ram_bytes, ttl_seconds=ttl)
+            store.configure_tier("disk", max_bytes=new.disk_bytes, ttl_seconds=new.disk_ttl_hours * 3600)
+        return new
+
+    def stats(self) -> dict:
+        return self.store.stats()
+
+    def distinct_entries(self, namespaces=None) -> int:
+        """Entries counted once: an encoding kept in RAM and on disk is one entry with two copies."""
+        return self._distinct.count(self.store.tiers, namespaces)
+
+    def tier_health(self) -> dict:
+        """{tier: "down" | "up"}: a tier that failed stays "down" until it works again."""
+        def down(tier) -> bool:
+            flag = getattr(tier, "is_down", False)
+            return bool(flag() if callable(flag) else flag)
+        return {t.name: ("down" if down(t) else "up") for t in self.store.tiers}
+
+    def capacity_limits(self) -> dict:
+        """The most a size cap can mean on this machine: total RAM, the disk the cache lives on, VRAM."""
+        limits = {}
+        try:
+            import psutil
+            limits["ram_bytes"] = int(psutil.virtual_memory().total)
         except Exception:
             pass
-    return limits
+        folder = Path(self.config.disk_dir) if self.config.disk_dir else default_disk_dir()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            limits["disk_bytes"] = int(shutil.disk_usage(folder).total)
+        except OSError:
+            pass
+        device = hot_device()
+        if device is not None:
+            try:
+                import comfy.model_management as mm
+                limits["vram_bytes"] = int(mm.get_total_memory(device))
+            except Exception:
+                pass
+        return limits
+
+    def clear(self, namespace: str | None = None, tier: str | None = None) -> int:
+        return self.store.clear(namespace=namespace, tier=tier)
+
+    def close(self) -> None:
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
 
-def clear(namespace: str | None = None, tier: str | None = None) -> int:
-    return get_store().clear(namespace=namespace, tier=tier)
+_install_lock = threading.Lock()
+_current: Runtime | None = None  # the one piece of state: which runtime the nodes use
+
+
+def current() -> Runtime:
+    """The installed runtime (the default one, built on first call, when none was installed)."""
+    global _current
+    with _install_lock:
+        if _current is None:
+            _current = Runtime()
+        return _current
+
+
+def install(runtime: Runtime | None) -> Runtime | None:
+    """Make runtime the one the nodes use; returns the one it replaces (to put back)."""
+    global _current
+    with _install_lock:
+        previous, _current = _current, runtime
+        return previous

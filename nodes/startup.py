@@ -12,6 +12,8 @@ import re
 import threading
 from pathlib import Path
 
+from . import runtime
+
 _log = logging.getLogger("recall")
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +32,6 @@ def _register_routes() -> None:
 
 
 def _track_prompt_owners() -> None:
-    from . import runtime
     runtime.track_prompt_owners()
 
 
@@ -69,8 +70,8 @@ def warm_up_cache(get_store) -> threading.Thread:
 
 def _start_warm_up(config) -> None:
     if config.backend == "redis" and config.enabled:
-        from . import runtime
-        warm_up_cache(runtime.get_store)
+        rt = runtime.current()
+        warm_up_cache(lambda: rt.store)
 
 
 def _step(what: str, fn, *args) -> None:
@@ -83,10 +84,9 @@ def _step(what: str, fn, *args) -> None:
 def on_pack_loaded(nodes: list) -> None:
     tiers = "unavailable"
     try:
-        from . import runtime
-        config = runtime.get_config()
-        tiers = runtime.describe_tiers()
-        runtime.on_startup()
+        rt = runtime.current()  # the pack's runtime: its config is read now, its store on first use
+        config = rt.config
+        tiers = rt.describe_tiers()
     except Exception:
         _log.exception("[Recall] cache set-up failed; the nodes still run, without caching")
         config = None

@@ -8,8 +8,6 @@ ComfyUI-free. A "tree" is dict / list / tuple nesting of tensors and plain value
   tensors on different devices or with different strides give the same digest.
 - clone_tree(value): a copy whose tensors share no memory with the original, so a
   caller that edits its result in place can never change what the cache holds.
-- tensor_devices / restore_devices: the cache may hand a value back from another device
-  (the hot tier lives in VRAM); the node must return tensors where the core node would.
 """
 from __future__ import annotations
 
@@ -124,24 +122,5 @@ def clone_tree(value: Any) -> Any:
     return map_tensors(value, lambda t: t.clone())
 
 
-def tensor_devices(value: Any) -> list[str]:
-    return [str(t.device) for t in iter_tensors(value)]
-
-
 def tree_nbytes(value: Any) -> int:
     return sum(t.numel() * t.element_size() for t in iter_tensors(value))
-
-
-def restore_devices(value: Any, devices: list[str]) -> Any:
-    """A copy of value with its i-th tensor on devices[i]; always a copy, never the stored tensor."""
-    tensors = list(iter_tensors(value))
-    if len(tensors) != len(devices):
-        raise ValueError(f"cached value has {len(tensors)} tensors but {len(devices)} recorded devices "
-                         "(expected equal counts). The entry is foreign or damaged.")
-    targets = iter(devices)
-
-    def move(t: torch.Tensor) -> torch.Tensor:
-        device = torch.device(next(targets))
-        return t.clone() if t.device == device else t.to(device, copy=True)
-
-    return map_tensors(value, move)

@@ -36,7 +36,7 @@ def test_restart_hits_from_disk_and_equals_core(recall, sd_vae, spy_encoder, no_
     assert_trees_equal(out, expected)
 
 
-@pytest.mark.parametrize("damage", ["flip_bytes", "truncate", "foreign"])
+@pytest.mark.parametrize("damage", ["flip_bytes", "truncate", "foreign", "older_envelope"])
 def test_damaged_disk_entry_is_a_miss_with_the_right_output(recall, sd_vae, damage):
     pixels = image(71)
     recall_vae_encode(pixels, sd_vae)
@@ -49,6 +49,11 @@ def test_damaged_disk_entry_is_a_miss_with_the_right_output(recall, sd_vae, dama
             data[i] ^= 0xFF
     elif damage == "truncate":
         data = data[: len(data) // 2]
+    elif damage == "older_envelope":  # as a Recall that wrapped values as {"v", "d"} wrote it
+        from recall_pack.cache import serialize
+        value, doc = serialize.loads(bytes(data))
+        del doc["devices"]
+        data = bytearray(serialize.dumps({"v": value, "d": ["cpu"]}, doc))
     else:
         from safetensors.torch import save
         data = bytearray(save({"samples": torch.zeros(1, 4, 8, 8)}))

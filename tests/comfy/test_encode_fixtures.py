@@ -1,7 +1,7 @@
 """Shared fixtures for the cached-encode tests (imported by tests/comfy/test_encode_*.py).
 
-- recall: a fresh TieredStore (RAM + disk in tmp_path, synchronous disk writes) wired in
-  where the nodes ask nodes/runtime.py for it, plus the reports the nodes made.
+- recall: a fresh TieredStore (RAM + disk in tmp_path, synchronous disk writes) installed
+  as the nodes' runtime (support/recall_runtime.py), plus the reports the nodes made.
 - sd_vae / wan_vae / clip_vision / clip: the harness's random-weight files loaded through
   ComfyUI's own loader nodes, once per session (models are large; tests must not edit them).
 - spy_encoder(obj, attr): counts calls of a model's forward-ish method and the batch sizes.
@@ -9,12 +9,12 @@
 - inference_mode (autouse): tests run under torch.inference_mode(), as ComfyUI runs nodes.
 """
 import functools
-import sys
 import types
 
 import pytest
 import torch
 
+from support.recall_runtime import use_runtime
 
 
 @pytest.fixture(autouse=True)
@@ -27,17 +27,17 @@ def inference_mode():
 @pytest.fixture
 def recall(tmp_path, monkeypatch):
     from recall_pack.cache.config import CacheConfig, build_store
-    from recall_pack.nodes import events
+    from recall_pack.nodes import events, runtime
 
     config = CacheConfig(disk_dir=str(tmp_path / "cache"))
     holder = types.SimpleNamespace(config=config, namespace="user-a", store=None, reports=[])
     holder.store = build_store(config, disk_dir=tmp_path / "cache", background_writes=False)
-
-    runtime = _runtime_module(monkeypatch)
-    monkeypatch.setattr(runtime, "get_store", lambda: holder.store, raising=False)
-    monkeypatch.setattr(runtime, "get_config", lambda: holder.config, raising=False)
-    monkeypatch.setattr(runtime, "current_namespace", lambda: holder.namespace, raising=False)
     monkeypatch.setattr(events, "_send", lambda name, payload: holder.reports.append((name, payload)))
+
+    class HolderRuntime(runtime.Runtime):
+        """Reads the holder's config, store and namespace at each use: a test changes them in place."""
+        config = property(lambda self: holder.config)
+        store = property(lambda self: holder.store)
 
     def rebuild(**changes):
         """A new store over the same disk folder: what a ComfyUI restart sees."""
@@ -47,20 +47,9 @@ def recall(tmp_path, monkeypatch):
 
     holder.rebuild = rebuild
     holder.last = lambda: holder.reports[-1][1]
-    yield holder
+    with use_runtime(HolderRuntime(namespace=lambda: holder.namespace)):
+        yield holder
     holder.store.close()
-
-
-def _runtime_module(monkeypatch):
-    try:
-        from recall_pack.nodes import runtime
-        return runtime
-    except ImportError:  # runtime.py not written yet: a stand-in with the same three functions
-        import recall_pack.nodes as package
-        stub = types.ModuleType("recall_pack.nodes.runtime")
-        monkeypatch.setitem(sys.modules, stub.__name__, stub)
-        monkeypatch.setattr(package, "runtime", stub, raising=False)
-        return stub
 
 
 @functools.lru_cache(maxsize=None)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from support import lora_files
+from support.recall_runtime import use_runtime
 
 CHANNELS = 32
 UNET = {"use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": CHANNELS,
@@ -64,13 +65,14 @@ def tiny_clip():
 
 @pytest.fixture
 def lcm(monkeypatch):
+    from recall_pack.cache.config import CacheConfig
     from recall_pack.cache.memory import MemoryTier
     from recall_pack.cache.store import TieredStore
     from recall_pack.nodes import lcm_nodes
     store = TieredStore([MemoryTier("ram", max_bytes=1 << 30)], background_writes=False)
-    monkeypatch.setattr(lcm_nodes, "_get_store", lambda: store)
     monkeypatch.setattr(lcm_nodes, "_file_hashes", lcm_nodes.lora_keys.FileHashMemo())
-    return lcm_nodes
+    with use_runtime(lcm_nodes.runtime.Runtime(CacheConfig(), store)):
+        yield lcm_nodes
 
 
 @pytest.fixture

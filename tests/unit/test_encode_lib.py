@@ -1,5 +1,4 @@
 """The ComfyUI-free helpers behind the cached encode nodes: tree digests, copies, devices, miss reasons."""
-import collections
 import importlib
 import sys
 import types
@@ -28,8 +27,7 @@ def _lib(name: str):
 
 explain_miss, make_label = _lib("miss_reason").explain_miss, _lib("miss_reason").make_label
 _tree = _lib("tensor_tree")
-clone_tree, restore_devices, tensor_devices, tree_digest = (
-    _tree.clone_tree, _tree.restore_devices, _tree.tensor_devices, _tree.tree_digest)
+clone_tree, tree_digest = _tree.clone_tree, _tree.tree_digest
 
 
 def tokens(ids, weight=1.0):
@@ -98,25 +96,6 @@ def test_clone_tree_shares_no_memory():
     copy[0][1]["pooled_output"].add_(5)
     assert torch.equal(value[0][0], torch.ones(2)) and torch.equal(value[0][1]["pooled_output"], torch.zeros(3))
     assert copy[0][1]["n"] == 1
-
-
-def test_restore_devices_returns_copies_in_the_same_structure():
-    Pair = collections.namedtuple("Pair", "a b")
-    value = {"b": torch.arange(3), "a": [torch.ones(1), Pair(torch.zeros(2), "x")]}
-    devices = tensor_devices(value)
-    back = restore_devices(value, devices)
-    assert list(back) == ["b", "a"] and isinstance(back["a"][1], Pair) and back["a"][1].b == "x"
-    assert torch.equal(back["b"], value["b"]) and back["b"].data_ptr() != value["b"].data_ptr()
-
-
-def test_restore_devices_refuses_a_count_mismatch():
-    with pytest.raises(ValueError, match="recorded devices"):
-        restore_devices([torch.ones(1), torch.ones(1)], ["cpu"])
-
-
-def test_device_order_does_not_depend_on_dict_insertion_order():
-    a, b = torch.ones(1), torch.zeros(1)
-    assert tensor_devices({"x": a, "y": b}) == tensor_devices({"y": b, "x": a})
 
 
 def label(content="c1", encoder="e1", **params):

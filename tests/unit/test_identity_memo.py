@@ -15,6 +15,7 @@ import torch
 
 from recall_pack.cache.weights_memo import WeightsMemo
 from recall_pack.nodes import identity
+from support.recall_runtime import use_runtime
 from recall_pack.nodes.lib.file_digest import unchanged_since
 from recall_pack.nodes.model_origin import Origin
 
@@ -201,5 +202,5 @@ def test_process_start_time_precedes_anything_this_process_did():
 def test_memo_lives_in_the_configured_cache_folder(tmp_path, monkeypatch):
     from recall_pack.cache.config import CacheConfig
     from recall_pack.nodes import runtime
-    monkeypatch.setattr(runtime, "get_config", lambda: CacheConfig(disk_dir=str(tmp_path / "disk")))
-    assert identity._default_memo().path == tmp_path / "disk" / identity.MEMO_FILE
+    with use_runtime(runtime.Runtime(CacheConfig(disk_dir=str(tmp_path / "disk")))):
+        assert identity._default_memo().path == tmp_path / "disk" / identity.MEMO_FILE

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from recall_pack.nodes import preferred_images as pi  # noqa: E402
+from support.recall_runtime import use_runtime  # noqa: E402
 
 
 @pytest.fixture
@@ -60,12 +61,12 @@ def test_a_decode_that_blocks_holds_up_the_run_at_most_the_wait(input_dir, monke
         return frozenset({pi.content_key(image)})
     monkeypatch.setattr(pi, "_decode", slow_decode)
     monkeypatch.setattr(pi, "DECODE_WAIT_S", 0.2)
-    monkeypatch.setattr(runtime, "get_config", lambda: types.SimpleNamespace(preferred_images=("ok.png",)))
-    start = time.perf_counter()
-    assert not pi.is_preferred(image)            # the run goes on without the keys
-    assert not pi.is_preferred(image)            # and does not wait a second time
-    assert time.perf_counter() - start < 2.0
-    decoding = pi._state["pending"]
-    release.set()
-    decoding.join(10)
-    assert pi.is_preferred(image)                # the decode finished on its own thread
+    with use_runtime(runtime.Runtime(types.SimpleNamespace(preferred_images=("ok.png",)))):
+        start = time.perf_counter()
+        assert not pi.is_preferred(image)            # the run goes on without the keys
+        assert not pi.is_preferred(image)            # and does not wait a second time
+        assert time.perf_counter() - start < 2.0
+        decoding = pi._state["pending"]
+        release.set()
+        decoding.join(10)
+        assert pi.is_preferred(image)                # the decode finished on its own thread

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from recall_pack.cache.errors import CacheConfigError
+from support.recall_runtime import use_runtime
 
 NODES_DIR = Path(__file__).resolve().parents[3] / "nodes"
 runtime = None
@@ -43,43 +44,43 @@ def comfy(monkeypatch, tmp_path):
         monkeypatch.delitem(sys.modules, name, raising=False)
     global runtime
     runtime = importlib.import_module("recall_pack.nodes.runtime")
-    runtime.reset_for_tests()
-    yield types.SimpleNamespace(user_dir=tmp_path / "user", args=cli_args.args, server=server)
-    runtime.reset_for_tests()
+    with use_runtime(runtime.Runtime()) as rt:  # a fresh runtime: config read and store built on first use
+        yield types.SimpleNamespace(user_dir=tmp_path / "user", args=cli_args.args, server=server)
+        rt.close()
     for name in ("recall_pack.nodes.runtime", "recall_pack.nodes.events"):
         sys.modules.pop(name, None)
 
 
 def test_defaults_without_a_config_file(comfy):
-    config = runtime.get_config()
+    config = runtime.current().config
     assert config.enabled and config.backend == "local"
 
 
 def test_config_file_in_the_user_directory_is_read(comfy):
     (comfy.user_dir / "recall").mkdir(parents=True)
     (comfy.user_dir / "recall" / "config.yaml").write_text("cache:\n  ram_bytes: 1GB\n")
-    assert runtime.get_config().ram_bytes == 2**30
+    assert runtime.current().config.ram_bytes == 2**30
 
 
 def test_bad_config_logs_the_message_once_and_uses_defaults(comfy, caplog):
     (comfy.user_dir / "recall").mkdir(parents=True)
     (comfy.user_dir / "recall" / "config.yaml").write_text("cache:\n  ram_bytes: lots\n")
     with caplog.at_level(logging.ERROR, logger="recall"):
-        assert runtime.get_config().ram_bytes == 4 * 2**30
-        runtime.get_config()
+        assert runtime.current().config.ram_bytes == 4 * 2**30
+        runtime.current().config
     errors = [r for r in caplog.records if "ram_bytes" in r.getMessage()]
     assert len(errors) == 1
 
 
 def test_store_on_cpu_has_ram_and_disk_under_the_user_directory(comfy):
-    store = runtime.get_store()
+    store = runtime.current().store
     assert [t.name for t in store.tiers] == ["ram", "disk"]
     assert store.tier("disk").root == comfy.user_dir / "recall" / "cache"
-    assert runtime.get_store() is store
+    assert runtime.current().store is store
 
 
 def test_describe_tiers_does_not_create_the_cache_folder(comfy):
-    line = runtime.describe_tiers()
+    line = runtime.current().describe_tiers()
     assert "ram 4GB" in line and "disk 20GB" in line
     assert not (comfy.user_dir / "recall" / "cache").exists()
 
@@ -91,14 +92,14 @@ def test_redis_backend_without_a_usable_tier_warns_and_keeps_local_tiers(comfy, 
     # Once the real module was imported, `from ..cache import redis_tier` reads the package attribute.
     monkeypatch.setattr(sys.modules["recall_pack.cache"], "redis_tier", broken, raising=False)
     with caplog.at_level(logging.WARNING, logger="recall"):
-        store = runtime.get_store()
+        store = runtime.current().store
     assert [t.name for t in store.tiers] == ["ram", "disk"]
     assert any("Redis tier is unavailable" in r.getMessage() for r in caplog.records)
 
 
 def test_namespace_is_default_in_single_user_mode(comfy):
     comfy.server.PromptServer.instance.last_prompt_id = "p1"
-    assert runtime.current_namespace() == "default"
+    assert runtime.current().namespace() == "default"
 
 
 def _queue(prompt_owner, headers, body, users=("alice", "bob")):
@@ -123,9 +124,9 @@ def test_namespace_is_the_user_who_queued_the_prompt_never_the_client_id(comfy):
     alice = _queue(prompt_owner, {"comfy-user": "alice"}, {"prompt": {}, "client_id": "bob-tab"})
     bob = _queue(prompt_owner, {"comfy-user": "bob"}, {"prompt": {}, "client_id": "bob-tab"})
     comfy.server.PromptServer.instance.last_prompt_id = alice
-    assert runtime.current_namespace() == "user:alice"
+    assert runtime.current().namespace() == "user:alice"
     comfy.server.PromptServer.instance.last_prompt_id = bob
-    assert runtime.current_namespace() == "user:bob"
+    assert runtime.current().namespace() == "user:bob"
 
 
 def test_a_prompt_id_of_another_user_is_replaced(comfy):
@@ -147,38 +148,38 @@ def test_unknown_users_and_unrecorded_prompts_are_each_their_own_namespace(comfy
     names = set()
     for prompt_id in (first, second, "never-posted"):
         comfy.server.PromptServer.instance.last_prompt_id = prompt_id
-        names.add(runtime.current_namespace())
+        names.add(runtime.current().namespace())
     assert len(names) == 3 and all(n.startswith("anon:") for n in names)
 
 
 def test_update_settings_lowers_the_live_cap_at_once(comfy):
-    store = runtime.get_store()
+    store = runtime.current().store
     for i in range(4):
         store.put(f"k{i}", {"samples": torch.zeros(1024)}, compute_seconds=1.0)
-    runtime.update_settings({"ram_bytes": 6000})
+    runtime.current().update_settings({"ram_bytes": 6000})
     assert store.stats()["tiers"]["ram"]["shared"]["bytes"] <= 6000
-    assert runtime.settings_snapshot()["ram_bytes"] == 6000
+    assert runtime.current().settings_snapshot()["ram_bytes"] == 6000
 
 
 def test_update_settings_rejects_a_bad_value_with_the_key_named(comfy):
     with pytest.raises(CacheConfigError, match="ttl_minutes"):
-        runtime.update_settings({"ttl_minutes": -1})
+        runtime.current().update_settings({"ttl_minutes": -1})
     with pytest.raises(CacheConfigError, match="backend"):
-        runtime.update_settings({"backend": "redis"})
+        runtime.current().update_settings({"backend": "redis"})
 
 
 def test_disabling_turns_lookups_off(comfy):
-    store = runtime.get_store()
+    store = runtime.current().store
     store.put("k", {"samples": torch.zeros(4)})
-    runtime.update_settings({"enabled": False})
+    runtime.current().update_settings({"enabled": False})
     assert store.get("k") is None
-    runtime.update_settings({"enabled": True})
+    runtime.current().update_settings({"enabled": True})
     assert store.get("k") is not None
 
 
 def test_clear_passthrough_counts_removed_entries(comfy):
-    store = runtime.get_store()
+    store = runtime.current().store
     store.put("k", {"samples": torch.zeros(4)})
     store.flush()
-    assert runtime.clear(tier="ram") == 1
-    assert runtime.stats()["tiers"]["disk"]["shared"]["entries"] == 1
+    assert runtime.current().clear(tier="ram") == 1
+    assert runtime.current().stats()["tiers"]["disk"]["shared"]["entries"] == 1
