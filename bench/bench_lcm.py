@@ -11,7 +11,6 @@ Load+apply in both loaders is ComfyUI's lazy path: read + key mapping + ModelPat
 the weights are merged when the sampler loads the model, which the sampling rows include.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO, load_support, use_comfyui
+from .common import REPO, load_support, use_comfyui, write_results
 CHECKPOINT = Path.home() / ".cache" / "comfyui-recall" / "models-v1" / "checkpoints" / "recall_test_sd15.safetensors"
 
 
@@ -140,11 +139,7 @@ def main(argv=None) -> int:
     print(f"LoRA: {results['lora']['file_mb']} MB, {results['lora']['keys']} keys, rank {args.rank}")
     for key, value in {**results["load"], **results["sampling"]}.items():
         print(f"  {key:28s} {value:.3f}" if isinstance(value, float) else f"  {key:28s} {value}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dest = out / f"lcm-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    dest.write_text(json.dumps(results, indent=2))
-    print(f"wrote {dest}")
+    print(f"wrote {write_results('lcm', results, args.out)}")
     return 0
 
 

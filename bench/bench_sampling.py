@@ -15,17 +15,15 @@ Run from the repo root with ComfyUI's venv. Three rows per sampler:
 Prints a table and writes bench/results/sampling-<time>.json.
 """
 import argparse
-import json
 import os
 import platform
 import sys
-import time
 import types
 from pathlib import Path
 
 import torch
 
-from .common import REPO, median_seconds, use_comfyui
+from .common import REPO, median_seconds, use_comfyui, write_results
 CHECKPOINT = Path.home() / ".cache" / "comfyui-recall" / "models-v1" / "checkpoints" / "recall_test_sd15.safetensors"
 
 
@@ -161,11 +159,7 @@ def main(argv=None) -> int:
     for row, values in results.items():
         for name, seconds in values.items():
             print(f"{row:6} {name:22} {seconds * 1000:10.3f} {seconds / values['euler']:8.2f}")
-    out_dir = REPO / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"sampling-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {write_results('sampling', report).relative_to(REPO)}")
     return 0
 
 

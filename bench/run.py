@@ -1,4 +1,4 @@
-"""The brief's table against a real ComfyUI: core nodes vs Recall nodes, side by side.
+"""Core nodes vs Recall nodes, side by side, in a real ComfyUI server.
 
     python -m bench                      # sets up / starts ComfyUI itself, random-weight models
     python -m bench --url http://127.0.0.1:8188 --clip-vision clip_vision_h.safetensors ...
@@ -33,6 +33,7 @@ from support.make_models import MODELS as STANDIN_FILES
 from support.workflow_convert import combo_choices
 
 from . import graphs, report, server_stats
+from .common import write_results
 
 DISTRIBUTED = {"svd_checkpoint": ("ImageOnlyCheckpointLoader", "ckpt_name", ("svd_xt.safetensors", "svd.safetensors")),
                "clip_vision": ("CLIPVisionLoader", "clip_name", ("clip_vision_h.safetensors",)),
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
     print("\n" + report.summary_table(rows) + "\n\n" + report.run_table(rows) + "\n")
     meta = {"warmup": warmup, "comfyui": str(target.install) if target.install else args.url, "args": {k: str(v) for k, v in
             vars(args).items()}, "models": vars(models), "encode_nodes": graphs.ENCODE_NODES}
-    path = report.write_json(args.out, {"meta": meta, "runs": rows})
+    path = write_results("live", {"meta": meta, "runs": rows}, args.out)
     print(f"results: {path}")
     return 0
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from .errors import CorruptEntry
-from .lru import LruIndex, Slot  # noqa: F401  (the memory tiers' index; importable from here as before)
+from .lru import LruIndex, Slot  # noqa: F401  (the memory tiers' index; memory.py imports it from here)
 
 _log = logging.getLogger("recall.cache")
 

@@ -157,8 +157,8 @@ def _report_keys(name: str, model: str, unapplied: list[str], skipped_te: list[s
     if applied == 0:
         raise ValueError(
             f"[Recall] LCM-LoRA Loader: none of the {total} keys of '{name}' match the MODEL "
-            f"(e.g. {', '.join(unapplied[:3])}) (expected keys of a LoRA for {'this model'}). "
-            f"Pick a LoRA made for this base model.")
+            f"(e.g. {', '.join(unapplied[:3])}) (expected keys of a LoRA for {model}). "
+            f"Pick a LoRA made for {model}.")
     # Some keys unused while the rest applies: the image still renders with most of the LoRA, so a
     # warning (log) rather than an error; an error would block files with harmless extras.
     _log.warning("[Recall] LCM-LoRA Loader: %d of %d keys of '%s' were not applied (no matching weight "

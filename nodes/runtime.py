@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ..cache.config import RUNTIME_KEYS, CacheConfig, build_store, describe, load_config
 from ..cache.errors import CacheConfigError
+from ..cache.names import DISK, RAM, REDIS, VRAM
 
 _log = logging.getLogger("recall")
 
-SHARED_NAMESPACE = "shared"    # image encodings: the same for every user of the server
 DEFAULT_NAMESPACE = "default"  # conditioning when ComfyUI runs single-user
 
 _lock = threading.RLock()
@@ -130,12 +130,12 @@ def reset_for_tests() -> None:
 
 # -- namespaces --------------------------------------------------------------------------
 def user_namespace(user: str) -> str:
-    """The namespace of one ComfyUI user's L2 entries (routes filter stats and clears by it)."""
+    """The namespace of one ComfyUI user's text-conditioning entries (routes filter stats and clears by it)."""
     return f"user:{user}"
 
 
 def current_namespace() -> str:
-    """The L2 (per-user) namespace of the running prompt.
+    """The per-user namespace (text conditioning) of the running prompt.
 
     Single-user: "default". --multi-user: the namespace of the user who queued the prompt,
     as recorded at POST /prompt (prompt_owner.py), never derived from the prompt's client
@@ -190,9 +190,9 @@ def update_settings(changes: dict) -> CacheConfig:
     if store is not None:
         store.enabled = new.enabled
         ttl = new.ttl_minutes * 60
-        store.configure_tier("vram", max_bytes=new.vram_bytes, max_entries=new.vram_entries, ttl_seconds=ttl)
-        store.configure_tier("ram", max_bytes=new.ram_bytes, ttl_seconds=ttl)
-        store.configure_tier("disk", max_bytes=new.disk_bytes, ttl_seconds=new.disk_ttl_hours * 3600)
+        store.configure_tier(VRAM, max_bytes=new.vram_bytes, max_entries=new.vram_entries, ttl_seconds=ttl)
+        store.configure_tier(RAM, max_bytes=new.ram_bytes, ttl_seconds=ttl)
+        store.configure_tier(DISK, max_bytes=new.disk_bytes, ttl_seconds=new.disk_ttl_hours * 3600)
     return new
 
 
@@ -209,7 +209,7 @@ def distinct_entries(namespaces=None) -> int:
     keep = None if namespaces is None else set(namespaces)
     seen: set = set()
     for tier in get_store().tiers:
-        if tier.name == "redis":
+        if tier.name == REDIS:
             continue
         try:
             for ns in tier.usage():

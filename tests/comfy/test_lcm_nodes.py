@@ -231,8 +231,9 @@ def test_file_whose_keys_all_miss_the_model_is_an_error(lcm, loras, sd15_model):
     tensors = {"lora_unet_nowhere_attn2_to_k.lora_down.weight": torch.ones(4, 768),
                "lora_unet_nowhere_attn2_to_k.lora_up.weight": torch.ones(32, 4)}
     name = loras("nowhere.safetensors", tensors)
-    with pytest.raises(ValueError, match=r"none of the 2 keys of 'nowhere\.safetensors' match the MODEL"):
+    with pytest.raises(ValueError, match=r"none of the 2 keys of 'nowhere\.safetensors' match the MODEL") as err:
         _load(lcm, sd15_model, name)
+    assert "expected keys of a LoRA for SD1.5" in str(err.value)  # the model is named
 
 
 def test_text_encoder_keys_without_clip_are_logged_not_dropped_silently(lcm, loras, sd15_model, caplog):
