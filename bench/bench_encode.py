@@ -3,7 +3,7 @@
     COMFYUI_PATH=... <ComfyUI venv>/bin/python -m bench.bench_encode [--quick] [--runs 5]
 
 Run from the repo root with ComfyUI's venv. Uses the harness's random-weight model files
-(~/.cache/comfyui-recall/models-v1; build them with tests/support/make_models.py).
+(~/.cache/comfyui-recall/models-v1; build them with bench/harness/make_models.py).
 
 Scenarios (the same image N times, in-process, models loaded once as ComfyUI's loader cache would):
   svd  SVD_img2vid_Conditioning, video_frames changed every run (14, 16, 18, ...)
@@ -276,7 +276,7 @@ def main(argv=None) -> int:
         parser.error("set COMFYUI_PATH to a ComfyUI checkout and run with its venv's python")
     missing = [f for f in FILES.values() if not (MODELS / f).exists()]
     if missing:
-        parser.error(f"model files missing under {MODELS}: {missing}; build them with tests/support/make_models.py")
+        parser.error(f"model files missing under {MODELS}: {missing}; build them with bench/harness/make_models.py")
 
     if args.child:
         _setup(comfyui)

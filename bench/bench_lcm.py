@@ -4,7 +4,7 @@
 
 Run from the repo root with ComfyUI's venv. Uses the harness's random-weight full-width SD1.5
 checkpoint (~/.cache/comfyui-recall/models-v1/checkpoints/recall_test_sd15.safetensors; build it with
-tests/support/make_models.py) and a synthetic LCM-LoRA (kohya keys, fp16, every attention-side layer
+bench/harness/make_models.py) and a synthetic LCM-LoRA (kohya keys, fp16, every attention-side layer
 of the UNet at --rank). Prints a table and writes bench/results/lcm-<time>.json.
 
 Load+apply in both loaders is ComfyUI's lazy path: read + key mapping + ModelPatcher.add_patches;
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO, load_support, use_comfyui, write_results
+from .common import REPO, use_comfyui, write_results
+from .harness import lora_files
 CHECKPOINT = Path.home() / ".cache" / "comfyui-recall" / "models-v1" / "checkpoints" / "recall_test_sd15.safetensors"
 
 
@@ -33,7 +34,7 @@ def _import_pack(comfyui: str):
         import server  # noqa: F401
     except Exception:  # outside a server process it may not import: a stand-in without an instance
         sys.modules["server"] = types.SimpleNamespace(PromptServer=types.SimpleNamespace(instance=None))
-    return lcm_nodes, load_support("lora_files")
+    return lcm_nodes, lora_files
 
 
 def _median(fn, repeat: int) -> tuple[float, object]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .common import load_support, median_seconds, progress, register_pack, write_results
+from .common import median_seconds, progress, register_pack, write_results
 SHAPES = {"sd15 1x4x64x64": (1, 4, 64, 64), "wan21 1x16x21x60x104": (1, 16, 21, 60, 104)}
 
 
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         server = None
         url = args.url
         if url is None:
-            rs = load_support("redis_server")
+            from .harness import redis_server as rs
             if rs.redis_server_binary() is None:
                 progress("redis-server is not installed (apt-get install -y redis-server) or pass --url")
                 return 2

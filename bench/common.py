@@ -1,5 +1,4 @@
 """What every benchmark script needs: the pack importable without ComfyUI's loader, timers, progress."""
-import importlib.util
 import json
 import statistics
 import sys
@@ -44,14 +43,6 @@ def run_v3_node(node_cls, node_id: str, **inputs):
     if "v3_data" in inspect.signature(node_cls.PREPARE_CLASS_CLONE).parameters:
         hidden = {"hidden_inputs": hidden}
     return node_cls.PREPARE_CLASS_CLONE(hidden).execute(**inputs).result
-
-
-def load_support(name: str):
-    """A module of the test harness (tests/support/<name>.py), loaded by path."""
-    spec = importlib.util.spec_from_file_location(f"recall_bench_{name}", REPO / "tests" / "support" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_results(name: str, payload, out_dir: Path = RESULTS) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support import lora_files
+from recall_pack.bench.harness import lora_files
 
 CHANNELS = 32
 UNET = {"use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": CHANNELS,

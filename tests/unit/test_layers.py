@@ -3,6 +3,7 @@
     digest.py   imports nothing of the pack
     cache/      imports only cache/ and digest.py
     nodes/lib/  imports only nodes/lib/ and digest.py (never cache/)
+    bench/      never loads tests/ (tests may use bench's helpers, not the reverse)
 ComfyUI's modules are checked by test_no_comfy_imports.py.
 """
 import ast
@@ -66,6 +67,28 @@ def test_module_imports_only_the_layers_below_it(path, allowed):
     bad = [f"{path.relative_to(REPO)}:{line} imports {target}"
            for line, target in pack_imports(path) if not _allowed(target, allowed)]
     assert bad == []
+
+
+def loads_of_tests(path: Path) -> list[str]:
+    """Imports of what only tests/ provides (its sys.path modules) and paths that start in tests/."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    imported += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+    found = [f"imports {m}" for m in imported if m.split(".")[0] in {"support", "tests", "conftest"}]
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return found + [f"names {s!r}" for s in strings if s == "tests" or s.startswith(("tests/", "tests\\"))]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "bench").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO)))
+def test_bench_does_not_load_tests(path):
+    assert loads_of_tests(path) == []
+
+
+def test_the_bench_check_catches_a_load_of_tests(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from pathlib import Path\nfrom support import comfy_env\n"
+                   "DATA = Path(__file__).parent.parent / 'tests' / 'support'\nX = 'tests/unit/data/p.json'\n")
+    assert sorted(loads_of_tests(bad)) == ["imports support", "names 'tests'", "names 'tests/unit/data/p.json'"]
 
 
 def test_the_walk_resolves_relative_imports(tmp_path):

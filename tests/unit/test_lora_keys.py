@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from support import lora_files
+from recall_pack.bench.harness import lora_files
 
 from recall_pack.nodes.lib import lora_keys
 

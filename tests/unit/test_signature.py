@@ -1,4 +1,4 @@
-"""Recall Cache signatures built from recorded API prompts (tests/unit/data/prompts/).
+"""Recall Cache signatures built from recorded API prompts (bench/data/prompts/, which the node-cache benchmark times too).
 
 What users rely on: a changed upstream parameter misses, a parameter the rules call
 irrelevant (or anything downstream) hits, files count by content and not by name,
@@ -16,7 +16,7 @@ from recall_pack.nodes.lib import file_digest as file_digest_mod
 from recall_pack.nodes.lib import sensitivity_rules as rules_mod
 from recall_pack.nodes.lib import signature
 
-DATA = Path(__file__).resolve().parent / "data" / "prompts"
+DATA = Path(__file__).resolve().parents[2] / "bench" / "data" / "prompts"
 NodeFacts = signature.NodeFacts
 RULES, _ = rules_mod.build_ruleset()
 
