@@ -85,18 +85,18 @@ def content_key(t: torch.Tensor) -> str:
 
 def canonical(value: Any) -> Any:
     """Parameters as JSON whose text is the same in every process; TypeError for a value with no stable form."""
-    if value is None or isinstance(value, (bool, str, int)):
+    # the common types first: isinstance against an abstract class (Mapping) is slow
+    if value is None or isinstance(value, (str, int)):   # bool is an int
         return value
     if isinstance(value, float):
         # repr is the shortest exact round-trip (-0.0 stays apart from 0.0); NaN/inf have no JSON form
         return {"float": repr(value)} if not math.isfinite(value) else value
-    if isinstance(value, torch.Tensor):
-        return {"tensor": content_key(value)}
-    if isinstance(value, Mapping):
-        return {"map": sorted(([_key(k), canonical(v)] for k, v in value.items()),
-                              key=lambda kv: canonical_text(kv[0]))}
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]
+    if isinstance(value, (dict, Mapping)):
+        return {"map": sorted(([_key(k), canonical(v)] for k, v in value.items()), key=_key_order)}
+    if isinstance(value, torch.Tensor):
+        return {"tensor": content_key(value)}
     if isinstance(value, (set, frozenset)):
         return {"set": sorted(canonical_text(v) for v in value)}
     if isinstance(value, (bytes, bytearray)):
@@ -115,11 +115,28 @@ def _key(k: Any) -> Any:
     return k if isinstance(k, str) else {"key": canonical(k)}
 
 
+def _key_order(pair: list) -> tuple:
+    """A total order of canonical map keys: str keys by themselves, then tagged keys by their text."""
+    k = pair[0]
+    return (0, k) if isinstance(k, str) else (1, canonical_text(k))
+
+
 def canonical_text(value: Any) -> str:
     """The canonical form's JSON text (ASCII, sorted keys, no spaces)."""
-    return json.dumps(canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _text(canonical(value))
+
+
+def _text(form: Any) -> str:
+    return json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def digest(value: Any) -> str:
     """Hex blake2b-160 of the canonical text: the one digest of keys, signatures and identities."""
-    return hashlib.blake2b(canonical_text(value).encode("ascii"), digest_size=20).hexdigest()
+    return digest_of_canonical(canonical(value))
+
+
+def digest_of_canonical(form: Any) -> str:
+    """digest() of a value whose canonical form the caller built itself: form must be what
+    canonical() returns for that value (a builder that canonicalises its leaves with canonical()
+    and its containers as lists skips a second walk)."""
+    return hashlib.blake2b(_text(form).encode("ascii"), digest_size=20).hexdigest()

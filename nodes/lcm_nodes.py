@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import time
 
-from . import events
+from . import events, upstream_facts
 from ._api import io
 from .lib import lcm_schedule, lora_keys
+from .lib.file_digest import file_stamp
 
 _log = logging.getLogger("recall.lcm")
 
 NAMESPACE = "lora_files"
-_file_hashes = lora_keys.FileHashMemo()
 
 STEPS_HINT = "LCM needs few steps: 2-8 (4 is the usual choice)."
 CFG_HINT = "Sample with cfg 1-2 (1 ignores the negative prompt and is twice as fast)."
@@ -49,16 +49,14 @@ def load_parsed(path: str, name: str):
     """(ParsedLora, status, tier, seconds): from the RAM tier when the file's content was seen before."""
     alpha = lora_keys.peft_alpha(path)
     store = _get_store()
-    stat_key = lora_keys.FileHashMemo.stat_key(path)
-    digest = _file_hashes.lookup(stat_key)
+    digests = upstream_facts.file_digests()
+    digest = digests.known(path)
     if store is not None and digest is not None:
         hit = store.get(_file_key(digest, alpha), namespace=NAMESPACE)
         if hit is not None:
             return hit.value, "hit", hit.tier, hit.saved_seconds
     start = time.perf_counter()
-    data = lora_keys.read_file_bytes(path)
-    digest = lora_keys.content_digest(data)
-    _file_hashes.remember(stat_key, digest)
+    digest, data = digests.read(path)
     key = _file_key(digest, alpha)
     if store is not None:  # same content under another name or path
         hit = store.get(key, namespace=NAMESPACE)
@@ -204,7 +202,7 @@ class RecallLCMLoraLoader(io.ComfyNode):
         import folder_paths
         path = folder_paths.get_full_path("loras", lora_name)
         try:
-            return lora_keys.FileHashMemo.stat_key(path) if path else lora_name
+            return tuple(file_stamp(path)) if path else lora_name
         except OSError:
             return lora_name
 

@@ -19,42 +19,46 @@ from typing import Any, Callable
 
 import torch
 
-from ...digest import canonical_text, digest
+from ...digest import canonical, canonical_text, digest_of_canonical
 
 _MAX_DEPTH = 32
 
 
 def tree_digest(obj: Any) -> str:
     """Hex digest of a nested value; equal content gives an equal digest across processes."""
-    return digest(_plain(obj, 0, set()))
+    return digest_of_canonical(_plain(obj, 0, set()))
 
 
 def _plain(obj: Any, depth: int, seen: set) -> Any:
-    """obj as plain values the digest understands; a container's type is kept, so [1, 2] != (1, 2)."""
+    """obj in the digest's canonical form: a leaf as canonical() has it, anything else as a list
+    [tag, ...] (a container's type is kept, so [1, 2] != (1, 2)). Every container is tagged, so
+    the form is unambiguous, and it is canonical as it stands (lists of canonical leaves)."""
     if depth > _MAX_DEPTH:
         raise ValueError(f"value nested deeper than {_MAX_DEPTH} levels (expected a plain tree)")
-    if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device)):
+    if obj is None or isinstance(obj, (int, str)):
         return obj
+    if isinstance(obj, (float, bytes, torch.Tensor, torch.dtype, torch.device)):
+        return canonical(obj)
+    if isinstance(obj, (list, tuple)):
+        return [type(obj).__name__, [_plain(v, depth + 1, seen) for v in obj]]
     if isinstance(obj, dict):
         items = [[_plain(k, depth + 1, seen), _plain(v, depth + 1, seen)] for k, v in obj.items()]
-        return {"dict": sorted(items, key=lambda kv: canonical_text(kv[0]))}
+        return ["dict", sorted(items, key=lambda kv: canonical_text(kv[0]))]
     if isinstance(obj, (set, frozenset)):
-        return {"set": sorted((_plain(v, depth + 1, seen) for v in obj), key=canonical_text)}
-    if isinstance(obj, (list, tuple)):
-        return {type(obj).__name__: [_plain(v, depth + 1, seen) for v in obj]}
+        return ["set", sorted((_plain(v, depth + 1, seen) for v in obj), key=canonical_text)]
     if callable(obj) and hasattr(obj, "__qualname__"):
         # A function in a patch: its name plus whatever its closure captured (e.g. a strength).
         cells = getattr(obj, "__closure__", None) or ()
-        return {"fn": f"{getattr(obj, '__module__', '')}.{obj.__qualname__}",
-                "cells": _plain([c.cell_contents for c in cells if _cell_filled(c)], depth + 1, seen)}
+        return ["fn", f"{getattr(obj, '__module__', '')}.{obj.__qualname__}",
+                _plain([c.cell_contents for c in cells if _cell_filled(c)], depth + 1, seen)]
     if hasattr(obj, "__dict__") or hasattr(obj, "__slots__"):
         # Weight adapters and similar patch objects: class name + their attributes.
         if id(obj) in seen:
-            return {"cycle": True}
+            return ["cycle"]
         seen.add(id(obj))
         try:
-            return {"obj": f"{type(obj).__module__}.{type(obj).__qualname__}",
-                    "attrs": _plain(_attributes(obj), depth + 1, seen)}
+            return ["obj", f"{type(obj).__module__}.{type(obj).__qualname__}",
+                    _plain(_attributes(obj), depth + 1, seen)]
         finally:
             seen.discard(id(obj))
     raise ValueError(f"cannot digest a {type(obj).__name__} (expected tensors, plain values or containers)")

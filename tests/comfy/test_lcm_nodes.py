@@ -7,6 +7,7 @@ ModelPatcher), so comfy.lora's key maps and ModelPatcher.add_patches see a real 
 import builtins
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -66,10 +67,12 @@ def tiny_clip():
 def lcm(monkeypatch):
     from recall_pack.cache.memory import MemoryTier
     from recall_pack.cache.store import TieredStore
-    from recall_pack.nodes import lcm_nodes
+    from recall_pack.nodes import lcm_nodes, upstream_facts
+    from recall_pack.nodes.lib.file_digest import FileDigests
     store = TieredStore([MemoryTier("ram", max_bytes=1 << 30)], background_writes=False)
     monkeypatch.setattr(lcm_nodes, "_get_store", lambda: store)
-    monkeypatch.setattr(lcm_nodes, "_file_hashes", lcm_nodes.lora_keys.FileHashMemo())
+    # a clock an hour ahead: the files a test writes are past the window in which a stamp is not trusted
+    monkeypatch.setattr(upstream_facts, "_digests", FileDigests(clock=lambda: time.time() + 3600))
     return lcm_nodes
 
 
