@@ -171,7 +171,7 @@ def _is_storable(value) -> bool:
         return False
 
 
-def _store(item: _Pending, value) -> str:
+def _put_result(item: _Pending, value) -> str:
     """Put a computed value; returns the reason to show for the miss."""
     from . import runtime
     store = runtime.get_store()
@@ -238,7 +238,7 @@ class RecallCache(io.ComfyNode):
             report_node(node_id, NODE_TYPE, "off", compute_s=compute_s, reason=item.reason)
             return io.NodeOutput(value)
         try:
-            reason = _store(item, value)
+            reason = _put_result(item, value)
         except Exception as exc:  # storing failed: the value is still right
             _log.exception("[Recall] Recall Cache #%s: could not store the value", node_id)
             reason = f"not stored: {exc}"
