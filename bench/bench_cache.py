@@ -13,7 +13,6 @@ set; it uses the harness's random-weight SD1.5 / Wan 2.1 VAE files when they exi
 ~/.cache/comfyui-recall/models-v1, else builds the SD1.5 VAE from a random state dict.
 """
 import argparse
-import json
 import os
 import platform
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from . import bench_identity
-from .common import REPO, median_seconds, progress, register_pack, use_comfyui
+from .common import REPO, median_seconds, progress, register_pack, use_comfyui, write_results
 MODELS = Path.home() / ".cache" / "comfyui-recall" / "models-v1"
 
 
@@ -150,7 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--redis-url", default=None, help="a Redis for the first-lookup timing (default: fakeredis)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)  # one core: the issue's throughput target is per core
+    torch.set_num_threads(1)  # one core: the throughput target is per core
     cache = _import_cache()
     results = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                            "cpu": platform.processor() or platform.machine(), "cuda": torch.cuda.is_available()}}
@@ -172,11 +171,7 @@ def main(argv=None) -> int:
     results["redis_first_lookup"] = bench_identity.bench_redis_first_lookup(args.redis_url, args.quick)
     print_table(results)
     bench_identity.print_rows(results["identity_restart"], results["redis_first_lookup"])
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"cache-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten: {path}")
+    print(f"\nwritten: {write_results('cache', results, args.out)}")
     return 0
 
 

@@ -1,9 +1,9 @@
-"""Cached encoding benchmark: the brief's table, core ComfyUI nodes vs Recall nodes side by side.
+"""Cached encoding benchmark: core ComfyUI nodes vs Recall nodes side by side, in-process.
 
     COMFYUI_PATH=... <ComfyUI venv>/bin/python -m bench.bench_encode [--quick] [--runs 5]
 
 Run from the repo root with ComfyUI's venv. Uses the harness's random-weight model files
-(~/.cache/comfyui-recall/models-v1; build them with tests/support/make_models.py).
+(~/.cache/comfyui-recall/models-v1; build them with bench/harness/make_models.py).
 
 Scenarios (the same image N times, in-process, models loaded once as ComfyUI's loader cache would):
   svd  SVD_img2vid_Conditioning, video_frames changed every run (14, 16, 18, ...)
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO, run_v3_node, use_comfyui
+from .common import REPO, run_v3_node, use_comfyui, write_results
 MODELS = Path(os.environ.get("RECALL_TEST_CACHE") or Path.home() / ".cache" / "comfyui-recall") / "models-v1"
 FILES = {"sd15_vae": "vae/recall_test_sd15_vae.safetensors", "wan21_vae": "vae/recall_test_wan21_vae.safetensors",
          "clip_vision": "clip_vision/recall_test_clip_vision_vit_l14.safetensors",
@@ -291,7 +291,7 @@ def main(argv=None) -> int:
         parser.error("set COMFYUI_PATH to a ComfyUI checkout and run with its venv's python")
     missing = [f for f in FILES.values() if not (MODELS / f).exists()]
     if missing:
-        parser.error(f"model files missing under {MODELS}: {missing}; build them with tests/support/make_models.py")
+        parser.error(f"model files missing under {MODELS}: {missing}; build them with bench/harness/make_models.py")
 
     if args.child:
         _setup(comfyui)
@@ -318,10 +318,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="recall-bench-") as tmp:
         report["overhead"] = _child(["--child", "overhead", "--tmp", tmp] + common, comfyui)
     _print_table(report)
-    out = REPO / "bench" / "results" / f"encode-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"[bench_encode] wrote {out}")
+    print(f"[bench_encode] wrote {write_results('encode', report)}")
     return 0
 
 

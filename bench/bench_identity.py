@@ -1,9 +1,9 @@
-"""Start-up costs the first workflow used to pay: encoder identities and the Redis connection.
+"""Start-up costs of the first workflow: encoder identities and the Redis connection.
 
 Used by bench_cache (python -m bench.bench_cache). Two measurements:
 - identity after a restart: the first vae_identity / clip_vision_identity / clip_identity
   of a model loaded through its core loader node, with the weights hashed (no remembered
-  identity: every start before) and answered by the persistent memo (a restart after the
+  identity: a start without the memo) and answered by the persistent memo (a restart after the
   first one). Both in one run, on the same loaded object, side by side.
 - Redis first lookup: a fresh process (redis-py not imported yet) that builds the tier and
   looks one entry up, with and without the start-up warm-up; and a later lookup.

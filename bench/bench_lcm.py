@@ -4,14 +4,13 @@
 
 Run from the repo root with ComfyUI's venv. Uses the harness's random-weight full-width SD1.5
 checkpoint (~/.cache/comfyui-recall/models-v1/checkpoints/recall_test_sd15.safetensors; build it with
-tests/support/make_models.py) and a synthetic LCM-LoRA (kohya keys, fp16, every attention-side layer
+bench/harness/make_models.py) and a synthetic LCM-LoRA (kohya keys, fp16, every attention-side layer
 of the UNet at --rank). Prints a table and writes bench/results/lcm-<time>.json.
 
 Load+apply in both loaders is ComfyUI's lazy path: read + key mapping + ModelPatcher.add_patches;
 the weights are merged when the sampler loads the model, which the sampling rows include.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO, load_support, use_comfyui
+from .common import REPO, use_comfyui, write_results
+from .harness import lora_files
 CHECKPOINT = Path.home() / ".cache" / "comfyui-recall" / "models-v1" / "checkpoints" / "recall_test_sd15.safetensors"
 
 
@@ -34,7 +34,7 @@ def _import_pack(comfyui: str):
         import server  # noqa: F401
     except Exception:  # outside a server process it may not import: a stand-in without an instance
         sys.modules["server"] = types.SimpleNamespace(PromptServer=types.SimpleNamespace(instance=None))
-    return lcm_nodes, load_support("lora_files")
+    return lcm_nodes, lora_files
 
 
 def _median(fn, repeat: int) -> tuple[float, object]:
@@ -47,11 +47,16 @@ def _median(fn, repeat: int) -> tuple[float, object]:
 
 
 def _fresh_store(lcm_nodes):
+    """A runtime with an empty RAM-only store for the loader (bench_load puts the previous one back)."""
+    from recall_pack.cache.config import CacheConfig
     from recall_pack.cache.memory import MemoryTier
     from recall_pack.cache.store import TieredStore
+    from recall_pack.nodes import upstream_facts
+    from recall_pack.nodes.lib.file_digest import FileDigests
     store = TieredStore([MemoryTier("ram", max_bytes=4 << 30)], background_writes=False)
-    lcm_nodes._get_store = lambda: store
-    lcm_nodes._file_hashes = lcm_nodes.lora_keys.FileHashMemo()
+    lcm_nodes.runtime.install(lcm_nodes.runtime.Runtime(CacheConfig(), store))
+    # a clock an hour ahead: the LoRA file written for the run is past the window in which a stamp is not trusted
+    upstream_facts._digests = FileDigests(clock=lambda: time.time() + 3600)
 
 
 def bench_load(lcm_nodes, model, clip, name: str, repeat: int) -> dict:
@@ -70,12 +75,16 @@ def bench_load(lcm_nodes, model, clip, name: str, repeat: int) -> dict:
 
     core()  # warm the OS page cache so every row reads from RAM, not disk
     core_s, _ = _median(core, repeat)
-    cold_s, _ = _median(ours_cold, repeat)
-    _fresh_store(lcm_nodes)
-    ours()
-    cached_s, result = _median(lambda: lcm_nodes.RecallLCMLoraLoader.execute(
-        model=model, clip=clip, lora_name=name, strength_model=0.9, strength_clip=1.0,
-        set_lcm_sampling=True).args, repeat)
+    previous = lcm_nodes.runtime.install(None)
+    try:
+        cold_s, _ = _median(ours_cold, repeat)
+        _fresh_store(lcm_nodes)
+        ours()
+        cached_s, result = _median(lambda: lcm_nodes.RecallLCMLoraLoader.execute(
+            model=model, clip=clip, lora_name=name, strength_model=0.9, strength_clip=1.0,
+            set_lcm_sampling=True).args, repeat)
+    finally:
+        lcm_nodes.runtime.install(previous)
     return {"core_loraloader_s": core_s, "recall_first_load_s": cold_s, "recall_cached_load_s": cached_s,
             "lcm_model": result[0]}
 
@@ -140,11 +149,7 @@ def main(argv=None) -> int:
     print(f"LoRA: {results['lora']['file_mb']} MB, {results['lora']['keys']} keys, rank {args.rank}")
     for key, value in {**results["load"], **results["sampling"]}.items():
         print(f"  {key:28s} {value:.3f}" if isinstance(value, float) else f"  {key:28s} {value}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dest = out / f"lcm-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    dest.write_text(json.dumps(results, indent=2))
-    print(f"wrote {dest}")
+    print(f"wrote {write_results('lcm', results, args.out)}")
     return 0
 
 

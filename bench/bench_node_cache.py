@@ -49,7 +49,7 @@ def main():
     signature, rules_mod, digest_mod = _lib("signature"), _lib("sensitivity_rules"), _lib("file_digest")
     rules, _ = rules_mod.build_ruleset()
 
-    doc = json.loads((REPO / "tests/unit/data/prompts/svd_recall.json").read_text())
+    doc = json.loads((REPO / "bench" / "data" / "prompts" / "svd_recall.json").read_text())
     prompt, workflow = doc["prompt"], doc["extra_data"]["extra_pnginfo"]["workflow"]
 
     def svd():

@@ -10,7 +10,6 @@ decoding/verifying, and what a lookup costs while Redis is down or hung.
 Prints a table and writes bench/results/redis-<time>.json.
 """
 import argparse
-import json
 import platform
 import socket
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO, load_support, median_seconds, progress, register_pack
+from .common import median_seconds, progress, register_pack, write_results
 SHAPES = {"sd15 1x4x64x64": (1, 4, 64, 64), "wan21 1x16x21x60x104": (1, 16, 21, 60, 104)}
 
 
@@ -110,7 +109,7 @@ def main(argv=None) -> int:
         server = None
         url = args.url
         if url is None:
-            rs = load_support("redis_server")
+            from .harness import redis_server as rs
             if rs.redis_server_binary() is None:
                 progress("redis-server is not installed (apt-get install -y redis-server) or pass --url")
                 return 2
@@ -137,11 +136,7 @@ def main(argv=None) -> int:
               "python": platform.python_version(), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "redis": "own redis-server" if args.url is None else "--url",
               "rows": rows, "outage": outage}
-    out_dir = REPO / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"redis-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
-    path.write_text(json.dumps(result, indent=2))
-    progress(f"wrote {path}")
+    progress(f"wrote {write_results('redis', result)}")
     return 0
 
 

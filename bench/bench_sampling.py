@@ -15,17 +15,16 @@ Run from the repo root with ComfyUI's venv. Three rows per sampler:
 Prints a table and writes bench/results/sampling-<time>.json.
 """
 import argparse
-import json
 import os
 import platform
 import sys
-import time
 import types
 from pathlib import Path
 
 import torch
 
-from .common import REPO, median_seconds, use_comfyui
+from .common import REPO, median_seconds, use_comfyui, write_results
+from .harness.make_models import SD15_UNET
 CHECKPOINT = Path.home() / ".cache" / "comfyui-recall" / "models-v1" / "checkpoints" / "recall_test_sd15.safetensors"
 
 
@@ -85,12 +84,8 @@ def bench_own(sampling_nodes, steps: int, repeat: int) -> dict:
 def _toy_model():
     import comfy.model_patcher
     import comfy.supported_models
-    unet = {"use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
-            "num_res_blocks": [1, 1, 1, 1], "channel_mult": [1, 1, 1, 1], "use_spatial_transformer": True,
-            "legacy": False, "adm_in_channels": None, "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-            "transformer_depth_middle": 1, "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-            "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8, "num_head_channels": -1,
-            "use_temporal_attention": False, "use_temporal_resblock": False}
+    # SD1.5's UNet layout, narrowed: the sampler's own cost is what is timed, not the model's
+    unet = {**SD15_UNET, "model_channels": 32, "num_res_blocks": [1, 1, 1, 1], "channel_mult": [1, 1, 1, 1]}
 
     class CheapUNet(torch.nn.Module):
         def __init__(self):
@@ -161,11 +156,7 @@ def main(argv=None) -> int:
     for row, values in results.items():
         for name, seconds in values.items():
             print(f"{row:6} {name:22} {seconds * 1000:10.3f} {seconds / values['euler']:8.2f}")
-    out_dir = REPO / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"sampling-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {write_results('sampling', report).relative_to(REPO)}")
     return 0
 
 

@@ -16,7 +16,6 @@ bench/results/scale-<time>.json. --quick: 1k and 10k on disk, 10k in RAM.
 """
 import argparse
 import gc
-import json
 import os
 import platform
 import random
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO, progress, register_pack
+from .common import REPO, progress, register_pack, write_results
 
 GOALS = {"first_get_ms_at_100k": 50.0, "put_flat_ratio": 2.0, "index_bytes_per_entry": 200.0}
 RESTARTS = 3  # restarts per size; the median first lookup is reported (and the slowest)
@@ -261,10 +260,7 @@ def main(argv=None) -> int:
     results = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                            "cpus": os.cpu_count(), "platform": platform.platform()},
                "argv": sys.argv[1:], "rows": rows, "goals": goals}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {path}")
+    print(f"\nwrote {write_results('scale', results, args.out)}")
     return 0
 
 

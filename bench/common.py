@@ -1,5 +1,5 @@
 """What every benchmark script needs: the pack importable without ComfyUI's loader, timers, progress."""
-import importlib.util
+import json
 import statistics
 import sys
 import time
@@ -8,6 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "recall_pack"
+RESULTS = REPO / "bench" / "results"
 
 
 def register_pack() -> None:
@@ -44,12 +45,13 @@ def run_v3_node(node_cls, node_id: str, **inputs):
     return node_cls.PREPARE_CLASS_CLONE(hidden).execute(**inputs).result
 
 
-def load_support(name: str):
-    """A module of the test harness (tests/support/<name>.py), loaded by path."""
-    spec = importlib.util.spec_from_file_location(f"recall_bench_{name}", REPO / "tests" / "support" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def write_results(name: str, payload, out_dir: Path = RESULTS) -> Path:
+    """Write a run's results to <out_dir>/<name>-<UTC date-time>.json and return the path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def progress(what: str) -> None:

@@ -1,8 +1,5 @@
 """The live benchmark's table (markdown, printed) and JSON file."""
-import json
 import statistics
-import time
-from pathlib import Path
 
 
 def fmt(value, digits=2, unit=""):
@@ -46,10 +43,3 @@ def summary_table(rows: list) -> str:
             f"| {' / '.join(fmt(r['wall_s']) for r in alt) or '-'} "
             f"| {fmt(restart[0]['wall_s']) if restart else '-'} | {rate} | {fmt(max(rss), 0) if rss else '-'} |")
     return "\n".join(lines)
-
-
-def write_json(results_dir: Path, payload: dict) -> Path:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"live-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    return path

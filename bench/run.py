@@ -1,4 +1,4 @@
-"""The brief's table against a real ComfyUI: core nodes vs Recall nodes, side by side.
+"""Core nodes vs Recall nodes, side by side, in a real ComfyUI server.
 
     python -m bench                      # sets up / starts ComfyUI itself, random-weight models
     python -m bench --url http://127.0.0.1:8188 --clip-vision clip_vision_h.safetensors ...
@@ -21,18 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-# The benchmark reuses the integration-test harness (server launcher, client, model stand-ins)
-# from <repo>/tests/support; it is not an installed package, so its parent goes on sys.path here.
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from support import comfy_env
-from support.comfy_client import write_input_image
-from support.comfy_server import prepare_base_dir, start_server
-from support.make_models import MODELS as STANDIN_FILES
-from support.workflow_convert import combo_choices
-
 from . import graphs, report, server_stats
+from .harness import comfy_env
+from .harness.comfy_client import write_input_image
+from .harness.comfy_server import prepare_base_dir, start_server
+from .harness.make_models import MODELS as STANDIN_FILES
+from .harness.workflow_convert import combo_choices
+from .common import RESULTS, write_results
 
 DISTRIBUTED = {"svd_checkpoint": ("ImageOnlyCheckpointLoader", "ckpt_name", ("svd_xt.safetensors", "svd.safetensors")),
                "clip_vision": ("CLIPVisionLoader", "clip_name", ("clip_vision_h.safetensors",)),
@@ -50,14 +45,14 @@ def parse_args(argv):
     p.add_argument("--url", help="a running ComfyUI with the pack installed (else one is started)")
     p.add_argument("--comfyui", help="ComfyUI source tree to start (default $COMFYUI_PATH, else the ComfyUI "
                                      "whose custom_nodes/ holds the pack, else the newest release set up in "
-                                     "~/.cache/comfyui-recall by tests/support/setup_releases.sh)")
+                                     "~/.cache/comfyui-recall by bench/harness/setup_releases.sh)")
     p.add_argument("--runs", type=int, default=5, help="runs of the same image per arm (default 5)")
     p.add_argument("--scenarios", default="svd,wan", help="comma list of svd, wan (default both)")
     p.add_argument("--width", type=int, default=256, help="SVD width and height (default 256)")
     p.add_argument("--wan-size", type=int, default=128, help="Wan width and height (default 128)")
     p.add_argument("--frames", type=int, default=9, help="Wan length / first SVD frame count (default 9)")
     p.add_argument("--no-restart", action="store_true", help="skip the restart phase")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results", help="folder for the JSON")
+    p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON")
     models = p.add_argument_group("model files (a file name the server lists, or a path when the benchmark "
                                   "starts the server; unnamed ones: the distributed name if the server has "
                                   "it, else a random-weight stand-in)")
@@ -224,7 +219,7 @@ def main(argv=None) -> int:
     print("\n" + report.summary_table(rows) + "\n\n" + report.run_table(rows) + "\n")
     meta = {"warmup": warmup, "comfyui": str(target.install) if target.install else args.url, "args": {k: str(v) for k, v in
             vars(args).items()}, "models": vars(models), "encode_nodes": graphs.ENCODE_NODES}
-    path = report.write_json(args.out, {"meta": meta, "runs": rows})
+    path = write_results("live", {"meta": meta, "runs": rows}, args.out)
     print(f"results: {path}")
     return 0
 

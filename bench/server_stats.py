@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-from support.comfy_client import ComfyClient
+from .harness.comfy_client import ComfyClient
 
 
 class _TimedSocket:

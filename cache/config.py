@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import CacheConfigError
+from .names import DISK, RAM, VRAM
 
 GB = 2**30
 MB = 2**20
@@ -254,10 +255,10 @@ def build_store(config: CacheConfig, *, hot_device=None, disk_dir: Path, clock=t
     ttl = config.ttl_minutes * 60
     tiers = []
     if hot_device is not None:
-        tiers.append(MemoryTier("vram", config.vram_bytes, config.vram_entries, ttl, device=hot_device, clock=clock))
-    tiers.append(MemoryTier("ram", config.ram_bytes, None, ttl, device="cpu", clock=clock))
+        tiers.append(MemoryTier(VRAM, config.vram_bytes, config.vram_entries, ttl, device=hot_device, clock=clock))
+    tiers.append(MemoryTier(RAM, config.ram_bytes, None, ttl, device="cpu", clock=clock))
     if config.disk_bytes > 0:
-        tiers.append(DiskTier("disk", Path(config.disk_dir or disk_dir), config.disk_bytes,
+        tiers.append(DiskTier(DISK, Path(config.disk_dir or disk_dir), config.disk_bytes,
                               config.disk_ttl_hours * 3600))
     if shared_tier is not None:
         tiers.append(shared_tier)

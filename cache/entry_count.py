@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 from typing import Iterable
 
+from .names import REDIS
+
 
 class DistinctEntries:
     def __init__(self):
@@ -21,7 +23,7 @@ class DistinctEntries:
 
     def count(self, tiers: Iterable, namespaces: Iterable[str] | None = None) -> int:
         keep = None if namespaces is None else frozenset(namespaces)
-        local = [t for t in tiers if t.name != "redis"]
+        local = [t for t in tiers if t.name != REDIS]
         usage = {}
         for tier in local:
             try:

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 import xxhash
 
-from .keys import update_with_tensor
+from ..digest import update_with_tensor
 
 
 def fingerprint_tensors(tensors: Mapping[str, torch.Tensor]) -> str:

@@ -19,7 +19,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .errors import CorruptEntry, UnstorableValue
-from .keys import update_with_tensor
+from ..digest import update_with_tensor
 
 FORMAT = "comfyui-recall"
 FORMAT_VERSION = 1

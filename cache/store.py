@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from . import values
 from .errors import UnstorableValue
+from .names import SHARED_NAMESPACE
 from .serialize import flatten
 from .tier import EntryMeta, Tier
 
@@ -115,7 +116,7 @@ class TieredStore:
             c[2] += saved
 
     # -- lookups ---------------------------------------------------------------------
-    def get(self, key: str, *, namespace: str = "shared", to_device=None) -> Hit | None:
+    def get(self, key: str, *, namespace: str = SHARED_NAMESPACE, to_device=None) -> Hit | None:
         found = self._lookup(key, namespace, to_device)
         return None if found is None else found[0]
 
@@ -172,7 +173,7 @@ class TieredStore:
                 tier_flush(timeout)
 
     # -- writes ----------------------------------------------------------------------
-    def put(self, key: str, value, *, namespace: str = "shared", compute_seconds: float = 0.0,
+    def put(self, key: str, value, *, namespace: str = SHARED_NAMESPACE, compute_seconds: float = 0.0,
             label: str = "", pinned: bool = False, by_reference: bool = False,
             ttl_seconds: float | None = None) -> None:
         if not self.enabled:
@@ -207,7 +208,7 @@ class TieredStore:
                 self._tier_put(tier, namespace, key, value, meta)
         return value, meta
 
-    def get_or_compute(self, key: str, compute: Callable[[], Any], *, namespace: str = "shared",
+    def get_or_compute(self, key: str, compute: Callable[[], Any], *, namespace: str = SHARED_NAMESPACE,
                        label: str = "", pinned: bool = False, by_reference: bool = False,
                        ttl_seconds: float | None = None, to_device=None) -> Outcome:
         if not self.enabled:

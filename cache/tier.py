@@ -9,11 +9,11 @@ commits. Backend failures are reported once per outage through a listener.
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 from .errors import CorruptEntry
-from .lru import LruIndex, Slot  # noqa: F401  (the memory tiers' index; importable from here as before)
+from .lru import LruIndex, Slot  # noqa: F401  (the memory tiers' index; memory.py imports it from here)
 
 _log = logging.getLogger("recall.cache")
 
@@ -72,14 +72,6 @@ class TierStats:
         return asdict(self)
 
 
-@dataclass
-class _Counters:
-    hits: int = 0
-    misses: int = 0
-    evictions: int = 0
-    saved_seconds: float = 0.0
-
-
 class Tier:
     """Base of every tier. Subclasses implement get/put/delete/clear/keys/configure."""
 
@@ -90,7 +82,7 @@ class Tier:
         self.name = name
         self.clock = clock
         self._lock = threading.RLock()
-        self._counters: dict[str, _Counters] = {}
+        self._counters: dict[str, TierStats] = {}   # hits, misses, evictions, saved; entries and bytes come from usage()
         self._listener: Callable[[str, dict], None] | None = None
         self._down = False
         self._warned: set[str] = set()
@@ -123,19 +115,19 @@ class Tier:
         with self._lock:
             out = {}
             for ns in set(usage) | set(self._counters):
-                c = self._counters.get(ns, _Counters())
+                c = self._counters.get(ns, TierStats())
                 entries, nbytes = usage.get(ns, (0, 0))
-                out[ns] = TierStats(entries, nbytes, c.hits, c.misses, c.evictions, round(c.saved_seconds, 6))
+                out[ns] = replace(c, entries=entries, bytes=nbytes, saved_seconds=round(c.saved_seconds, 6))
             return out
 
     def describe(self) -> str:
         return self.name
 
     # -- helpers for subclasses ----------------------------------------------------
-    def _count(self, namespace: str) -> _Counters:
+    def _count(self, namespace: str) -> TierStats:
         c = self._counters.get(namespace)
         if c is None:
-            c = self._counters[namespace] = _Counters()
+            c = self._counters[namespace] = TierStats()
         return c
 
     def record_hit(self, namespace: str, saved_seconds: float) -> None:

@@ -23,11 +23,11 @@ from typing import Any
 from ..cache.errors import UnstorableValue
 from ..cache.keys import build_key
 from ..cache.serialize import flatten
-from . import fingerprints, runtime
+from . import runtime, upstream_facts
 from ._api import io
 from .events import report_node
 from .lib import sensitivity_rules
-from .lib.signature import Signature, SignatureError, compute_signature, explain_miss, randomized_inputs, upstream_ids
+from .lib.signature import Signature, SignatureError, compute_signature, explain_signature_miss, randomized_inputs, upstream_ids
 
 _log = logging.getLogger("recall")
 NODE_TYPE = "RecallCache"
@@ -92,7 +92,7 @@ def ruleset():
 
 
 def schedule_rule_check() -> None:
-    """Report bad config node_rules once every node pack has loaded (start-up hook for the lead).
+    """Report bad config node_rules once every node pack has loaded (called by the start-up hook).
 
     The pack's get_node_list runs while custom nodes are still loading, so a rule for a
     pack that loads after this one would look unknown then; aiohttp's on_startup runs
@@ -125,27 +125,27 @@ def _register_value_types() -> None:
 
 async def _plan(hidden, allow_nondeterministic: bool) -> _Pending | str:
     """Signature and lookup for this node's input; a string when it cannot be cached."""
-    dynprompt = fingerprints.dynamic_prompt(hidden.dynprompt, hidden.prompt)
+    dynprompt = upstream_facts.dynamic_prompt(hidden.dynprompt, hidden.prompt)
     node_id = str(hidden.unique_id)
     link = dynprompt.get_node(node_id)["inputs"].get("value")
     if not isinstance(link, list) or len(link) != 2:
         return "the input is not linked"
     upstream_class = dynprompt.get_node(str(link[0]))["class_type"]
-    io_type, is_list = fingerprints.output_info(upstream_class, int(link[1]))
+    io_type, is_list = upstream_facts.output_info(upstream_class, int(link[1]))
     if is_list:
         return f"{upstream_class} returns a list output, which is not cached"
     rt = runtime.current()
     store = rt.store
     if not store.enabled:
         return "caching is turned off"
-    facts = await fingerprints.gather_facts(dynprompt, upstream_ids(dynprompt.get_node, link))
+    facts = await upstream_facts.gather_facts(dynprompt, upstream_ids(dynprompt.get_node, link))
     workflow = (hidden.extra_pnginfo or {}).get("workflow") if isinstance(hidden.extra_pnginfo, dict) else None
     sig = compute_signature(dynprompt.get_node, link, rules=ruleset(),
-                            facts=lambda nid, node: facts[str(nid)], file_digest=fingerprints.file_digest,
+                            facts=lambda nid, node: facts[str(nid)], file_digest=upstream_facts.file_digest,
                             randomized=randomized_inputs(workflow, dynprompt.get_node),
                             allow_nondeterministic=allow_nondeterministic)
     item = _Pending(sig, build_key(_KEY_KIND, params={"signature": sig.key}), rt.namespace(),
-                    io_type in fingerprints.MODEL_TYPES)
+                    io_type in upstream_facts.MODEL_TYPES)
     if sig.nondeterministic and not allow_nondeterministic:
         item.reason = ("upstream is non-deterministic (" + "; ".join(sig.nondeterministic[:2])
                        + "); turn on allow_nondeterministic to reuse it")
@@ -171,12 +171,12 @@ def _is_storable(value) -> bool:
         return False
 
 
-def _store(item: _Pending, value) -> str:
+def _put_result(item: _Pending, value) -> str:
     """Put a computed value; returns the reason to show for the miss."""
     store = runtime.current().store
     by_reference = item.by_reference or not _is_storable(value)
     labels = [label for key, label in store.recent_keys(item.namespace, 64) if key != item.key]
-    reason = explain_miss(item.signature, labels)
+    reason = explain_signature_miss(item.signature, labels)
     compute_s = max(0.0, _clock() - item.started) if item.started else 0.0
     store.put(item.key, value, namespace=item.namespace, compute_seconds=compute_s,
               label=item.signature.label(), by_reference=by_reference)
@@ -237,7 +237,7 @@ class RecallCache(io.ComfyNode):
             report_node(node_id, NODE_TYPE, "off", compute_s=compute_s, reason=item.reason)
             return io.NodeOutput(value)
         try:
-            reason = _store(item, value)
+            reason = _put_result(item, value)
         except Exception as exc:  # storing failed: the value is still right
             _log.exception("[Recall] Recall Cache #%s: could not store the value", node_id)
             reason = f"not stored: {exc}"

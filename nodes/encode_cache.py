@@ -23,12 +23,12 @@ from typing import Any, Callable, Sequence
 
 
 from ..cache.keys import build_key
+from ..cache.names import SHARED_NAMESPACE, TIER_ORDER
 from . import events, runtime
 from .lib.miss_reason import explain_miss, make_label
 
 _log = logging.getLogger("recall.encode")
 
-SHARED = "shared"  # image encodings are shared by all users of the server (brief: L1 table)
 CATEGORY = "Recall/encode"
 
 _local = threading.local()
@@ -74,7 +74,7 @@ def uncached(compute: Callable[[], Any], reason: str) -> Part:
 
 
 def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | None,
-           compute: Callable[[], Any], namespace: str = SHARED, pinned: bool = False,
+           compute: Callable[[], Any], namespace: str = SHARED_NAMESPACE, pinned: bool = False,
            ttl_seconds: float | None = None, hints: dict | None = None) -> Part:
     """Look one encoding up; on a miss compute it (single flight per key) and store it.
 
@@ -103,12 +103,9 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
                 reason=_reason(store, namespace, key, label), key=key)
 
 
-_TIER_ORDER = ("vram", "ram", "disk", "redis")
-
-
 def _lowest(tiers: list) -> str | None:
-    known = [t for t in tiers if t in _TIER_ORDER]
-    return max(known, key=_TIER_ORDER.index) if known else (tiers[0] if tiers else None)
+    known = [t for t in tiers if t in TIER_ORDER]
+    return max(known, key=TIER_ORDER.index) if known else (tiers[0] if tiers else None)
 
 
 def _reason(store, namespace: str, key: str, label: str) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from ..cache.keys import content_key
+from ..cache.names import SHARED_NAMESPACE
 from . import encode_cache, preferred_images, runtime
 from .lib.tensor_tree import tree_digest
 
@@ -152,7 +153,7 @@ def _is_plain(value) -> bool:
 def _namespace(kind: str):
     """(namespace, ttl seconds): conditioning per user with the text TTL, image encodings shared."""
     if kind not in TEXT_KINDS:
-        return encode_cache.SHARED, None
+        return SHARED_NAMESPACE, None
     rt = runtime.current()
     return rt.namespace(), rt.config.text_ttl_minutes * 60
 

@@ -26,8 +26,6 @@ fingerprint small stand-ins and so that this module imports without ComfyUI.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import weakref
@@ -100,10 +98,8 @@ def _combine(kind: str, module, patcher, extra: dict) -> str:
     base = _weights_memo.get(module, "weights", lambda: _base_weights(module, patcher))
     token = str(getattr(patcher, "patches_uuid", ""))
     patches = _patches_memo.get(patcher, token, lambda: patches_fingerprint(patcher))
-    doc = json.dumps({"kind": kind, "class": f"{type(module).__module__}.{type(module).__qualname__}",
-                      "weights": base, "patches": patches, "extra": extra},
-                     sort_keys=True, default=str)
-    return hashlib.blake2b(doc.encode(), digest_size=16).hexdigest()
+    return tree_digest({"kind": kind, "class": f"{type(module).__module__}.{type(module).__qualname__}",
+                        "weights": base, "patches": patches, "extra": extra})
 
 
 def unpatched_state_dict(module, patcher) -> dict:
@@ -157,7 +153,7 @@ def _default_memo() -> WeightsMemo | None:
         configured = runtime.current().config.disk_dir
         return WeightsMemo(Path(configured).expanduser() / MEMO_FILE if configured
                            else runtime.default_disk_dir() / MEMO_FILE)
-    except Exception as exc:  # no config or folder: identities are then hashed, as before
+    except Exception as exc:  # no config or folder: every identity is then hashed from the weights
         _log.warning("[Recall] encoder identity memo unavailable (%s); models are fingerprinted by their weights.", exc)
         return None
 

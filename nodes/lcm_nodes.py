@@ -16,14 +16,14 @@ import logging
 import time
 
 from ..cache.keys import build_key
-from . import events, runtime
+from . import events, runtime, upstream_facts
 from ._api import io
 from .lib import lcm_schedule, lora_keys
+from .lib.file_digest import file_stamp
 
 _log = logging.getLogger("recall.lcm")
 
 NAMESPACE = "lora_files"
-_file_hashes = lora_keys.FileHashMemo()
 
 STEPS_HINT = "LCM needs few steps: 2-8 (4 is the usual choice)."
 CFG_HINT = "Sample with cfg 1-2 (1 ignores the negative prompt and is twice as fast)."
@@ -38,16 +38,14 @@ def load_parsed(path: str, name: str):
     alpha = lora_keys.peft_alpha(path)
     # without a store (caching off or broken) the loader reads the file on every run
     store, _ = runtime.current().store_or_reason("LoRA files are read on every run")
-    stat_key = lora_keys.FileHashMemo.stat_key(path)
-    digest = _file_hashes.lookup(stat_key)
+    digests = upstream_facts.file_digests()
+    digest = digests.known(path)
     if store is not None and digest is not None:
         hit = store.get(_file_key(digest, alpha), namespace=NAMESPACE)
         if hit is not None:
             return hit.value, "hit", hit.tier, hit.saved_seconds
     start = time.perf_counter()
-    data = lora_keys.read_file_bytes(path)
-    digest = lora_keys.content_digest(data)
-    _file_hashes.remember(stat_key, digest)
+    digest, data = digests.read(path)
     key = _file_key(digest, alpha)
     if store is not None:  # same content under another name or path
         hit = store.get(key, namespace=NAMESPACE)
@@ -146,8 +144,8 @@ def _report_keys(name: str, model: str, unapplied: list[str], skipped_te: list[s
     if applied == 0:
         raise ValueError(
             f"[Recall] LCM-LoRA Loader: none of the {total} keys of '{name}' match the MODEL "
-            f"(e.g. {', '.join(unapplied[:3])}) (expected keys of a LoRA for {'this model'}). "
-            f"Pick a LoRA made for this base model.")
+            f"(e.g. {', '.join(unapplied[:3])}) (expected keys of a LoRA for {model}). "
+            f"Pick a LoRA made for {model}.")
     # Some keys unused while the rest applies: the image still renders with most of the LoRA, so a
     # warning (log) rather than an error; an error would block files with harmless extras.
     _log.warning("[Recall] LCM-LoRA Loader: %d of %d keys of '%s' were not applied (no matching weight "
@@ -193,7 +191,7 @@ class RecallLCMLoraLoader(io.ComfyNode):
         import folder_paths
         path = folder_paths.get_full_path("loras", lora_name)
         try:
-            return lora_keys.FileHashMemo.stat_key(path) if path else lora_name
+            return tuple(file_stamp(path)) if path else lora_name
         except OSError:
             return lora_name
 

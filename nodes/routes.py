@@ -24,12 +24,11 @@ import reprlib
 
 from aiohttp import web
 
+from ..cache.names import SHARED_NAMESPACE, TIER_ORDER
 from . import runtime as runtime_module
 
 _log = logging.getLogger("recall.routes")
 
-KNOWN_TIERS = ("vram", "ram", "disk", "redis")
-SHARED_NAMESPACE = "shared"
 # used with fullmatch: "$" would also accept a trailing newline
 _CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.:@-]{1,200}")
@@ -222,7 +221,7 @@ class RecallRoutes:
         namespace = body.get("namespace")
         if tier is not None:
             in_use = self._tiers_in_use(await self._run(self.runtime.stats))
-            if not isinstance(tier, str) or tier not in KNOWN_TIERS:
+            if not isinstance(tier, str) or tier not in TIER_ORDER:
                 raise _fail(400, route, f"unknown tier {_show(tier)} (expected one of: {', '.join(in_use)})")
             if tier not in in_use:
                 raise _fail(400, route, f"tier {tier!r} is not in use on this server "

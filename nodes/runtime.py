@@ -21,11 +21,11 @@ from typing import Callable
 from ..cache.config import RUNTIME_KEYS, CacheConfig, build_store, describe, load_config
 from ..cache.entry_count import DistinctEntries
 from ..cache.errors import CacheConfigError
+from ..cache.names import DISK, RAM, VRAM
 from . import events, preferred_images, prompt_owner
 
 _log = logging.getLogger("recall")
 
-SHARED_NAMESPACE = "shared"    # image encodings: the same for every user of the server
 DEFAULT_NAMESPACE = "default"  # conditioning when ComfyUI runs single-user
 
 
@@ -72,12 +72,12 @@ def _multi_user() -> bool:
 
 # -- namespaces --------------------------------------------------------------------------
 def user_namespace(user: str) -> str:
-    """The namespace of one ComfyUI user's L2 entries (routes filter stats and clears by it)."""
+    """The namespace of one ComfyUI user's text-conditioning entries (routes filter stats and clears by it)."""
     return f"user:{user}"
 
 
 def prompt_namespace() -> str:
-    """The L2 (per-user) namespace of the running prompt.
+    """The per-user namespace (text conditioning) of the running prompt.
 
     Single-user: "default". --multi-user: the namespace of the user who queued the prompt,
     as recorded at POST /prompt (prompt_owner.py), never derived from the prompt's client
@@ -216,9 +216,9 @@ class Runtime:
         if store is not None:
             store.enabled = new.enabled
             ttl = new.ttl_minutes * 60
-            store.configure_tier("vram", max_bytes=new.vram_bytes, max_entries=new.vram_entries, ttl_seconds=ttl)
-            store.configure_tier("ram", max_bytes=new.ram_bytes, ttl_seconds=ttl)
-            store.configure_tier("disk", max_bytes=new.disk_bytes, ttl_seconds=new.disk_ttl_hours * 3600)
+            store.configure_tier(VRAM, max_bytes=new.vram_bytes, max_entries=new.vram_entries, ttl_seconds=ttl)
+            store.configure_tier(RAM, max_bytes=new.ram_bytes, ttl_seconds=ttl)
+            store.configure_tier(DISK, max_bytes=new.disk_bytes, ttl_seconds=new.disk_ttl_hours * 3600)
         return new
 
     def stats(self) -> dict:

@@ -21,7 +21,7 @@ from .lib import ddim, ddim_schedule
 _log = logging.getLogger("recall.sampling")
 
 KSAMPLER_NAME = "ddim_eta"
-# today's behaviour, and what a saved workflow from before the step_target input gets
+# the default, and what a saved workflow without the step_target input gets
 DEFAULT_STEP_TARGET = "next listed"
 # eta of "ddim_eta" in KSampler, which has no eta widget: 0 is the classic deterministic DDIM.
 KSAMPLER_ETA = 0.0

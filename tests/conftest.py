@@ -4,7 +4,8 @@ The repo is registered as a package named `recall_pack` (a module object whose
 __path__ is the repo root), so `recall_pack.cache` and `recall_pack.nodes.lib`
 import with their relative imports working, whatever the checkout's folder is
 called. The repo root is collected as a plain directory, not as a package
-(below). tests/support/ holds the harness (ComfyUI set-up, models, server, client).
+(below). bench/harness/ holds the harness (ComfyUI set-up, models, server, client), which the
+suites import as recall_pack.bench.harness; tests/support/ what only the tests need.
 """
 import sys
 import types

@@ -3,9 +3,9 @@
 #
 #  1. A test venv (CPU torch and the pack's test extras) in the cache, linked to .venv. The unit
 #     tests (tests/unit, tests/js ...) run there once, and so does pytest's side of the live-server suite.
-#  2. Which ComfyUI (tests/support/comfy_env.py decides): COMFYUI_PATH (+ COMFYUI_PYTHON); else
+#  2. Which ComfyUI (bench/harness/comfy_env.py decides): COMFYUI_PATH (+ COMFYUI_PYTHON); else
 #     the ComfyUI whose custom_nodes/ holds this checkout; else every release set up in the cache
-#     (tests/support/setup_releases.sh); else a notice, and the ComfyUI suites skip.
+#     (bench/harness/setup_releases.sh); else a notice, and the ComfyUI suites skip.
 #  3. For each ComfyUI: install the pack into its python as ComfyUI-Manager does
 #     (pip install -r requirements.txt, nothing else, so a missing runtime dependency fails),
 #     run the live-server suite (tests/integration) against it, then the in-process suite
@@ -123,7 +123,7 @@ run_suite() {
 counts() { "$py" tests/support/junit_summary.py "$@"; }
 
 # 2. Which ComfyUI.
-listing=$("$py" tests/support/comfy_env.py --build 2>"$results/why") || true
+listing=$("$py" bench/harness/comfy_env.py --build 2>"$results/why") || true
 why=$(cat "$results/why")
 
 # 3a. Once: unit tests (no ComfyUI) and the frontend's pure tests.
@@ -146,7 +146,7 @@ if [ -z "$listing" ]; then
   echo "# NOTICE: ComfyUI not found. The live-server (tests/integration) and"
   echo "# in-process (tests/comfy) suites will be SKIPPED."
   echo "# $why"
-  echo "# Set up the tested releases with tests/support/setup_releases.sh, or run"
+  echo "# Set up the tested releases with bench/harness/setup_releases.sh, or run"
   echo "# COMFYUI_PATH=<your ComfyUI> COMFYUI_PYTHON=<its python> bash tests/run.sh"
   echo "############################################################################"
   run_suite live none "$py" tests/integration "$@"

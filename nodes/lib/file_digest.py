@@ -1,11 +1,13 @@
-"""Content digests of files (model weights, input images), memoised by path, size, mtime and inode.
+"""Content digests of files (model weights, LoRA files, input images), memoised by path, size, mtime and inode.
 
 ComfyUI-free. The Recall Cache keys loaders on what a file contains, not on its
 name: a renamed identical model still hits, a file replaced behind the same name
 misses. Hashing a 2 GB checkpoint takes a second or two, so a digest is kept per
 (path, size, mtime_ns, inode) in memory and, when a memo file is given, on disk
 (JSON, written atomically) so that a restart does not hash every model again.
-Any change to the file (new content means a new mtime or inode) re-hashes it.
+Any change to the file (new content means a new mtime or inode) re-hashes it. One
+FileDigests serves the Recall Cache's loader files and the LCM-LoRA loader alike; a
+loader that needs the bytes anyway reads them through read(), which hashes what it read.
 """
 from __future__ import annotations
 
@@ -23,6 +25,19 @@ _CHUNK = 8 << 20
 _MEMO_VERSION = 1
 _MAX_MEMO = 4096
 _RACY_SECONDS = 2.0
+
+
+def read_file_bytes(path: str | os.PathLike) -> bytearray:
+    """The whole file in one writable buffer (tensors can then view it without copying)."""
+    buf = bytearray(os.path.getsize(path))
+    with open(path, "rb") as f:
+        got = f.readinto(buf)
+    return buf if got == len(buf) else buf[:got]  # the file shrank while we read: what is there
+
+
+def hash_bytes(data) -> str:
+    """The same digest hash_file gives for a file holding these bytes."""
+    return xxhash.xxh3_128(data).hexdigest()
 
 
 def hash_file(path: str | os.PathLike) -> str:
@@ -73,28 +88,49 @@ class FileDigests:
         except OSError as exc:  # the memo only saves time; hashing again is always correct
             _log.debug("file digest memo not written: %s", exc)
 
-    def digest(self, path: str | os.PathLike) -> str:
+    def known(self, path: str | os.PathLike) -> str | None:
+        """The digest remembered for the file as it is now (one stat, nothing read), or None."""
         key = os.path.realpath(path)
-        st = os.stat(key)
-        stamp = self._stamp(st)
+        return self._known(key, self._stamp(os.stat(key)))
+
+    def _known(self, key: str, stamp: list) -> str | None:
         with self._lock:
             if not self._loaded:
                 self._load()
             known = self._memo.get(key)
-            if known is not None and known[:3] == stamp:
-                return known[3]
+            return known[3] if known is not None and known[:3] == stamp else None
+
+    def digest(self, path: str | os.PathLike) -> str:
+        key = os.path.realpath(path)
+        st = os.stat(key)
+        known = self._known(key, self._stamp(st))
+        if known is not None:
+            return known
         digest = self._hasher(key)  # outside the lock: hashing a model takes seconds
+        self._remember(key, st, digest)
+        return digest
+
+    def read(self, path: str | os.PathLike) -> tuple[str, bytearray]:
+        """(digest, bytes) of a file read once; the digest is remembered like digest()'s."""
+        key = os.path.realpath(path)
+        st = os.stat(key)  # before the read: a file replaced meanwhile gets a stamp that never matches
+        data = read_file_bytes(key)
+        digest = hash_bytes(data)
+        self._remember(key, st, digest)
+        return digest, data
+
+    def _remember(self, key: str, st: os.stat_result, digest: str) -> None:
         self.hashed += 1
+        stamp = self._stamp(st)
         if st.st_mtime_ns >= (self._clock() - _RACY_SECONDS) * 1e9:
             # written moments ago: a second write in the same clock tick could keep size and
             # mtime, so such a stamp is not trusted (git's "racy clean" rule)
-            return digest
+            return
         with self._lock:
             self._memo[key] = stamp + [digest]
             while len(self._memo) > _MAX_MEMO:
                 self._memo.pop(next(iter(self._memo)))
             self._save()
-        return digest
 
 
 # -- proving that a file has not changed while this process ran --------------------------

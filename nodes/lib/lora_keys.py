@@ -29,12 +29,10 @@ import json
 import math
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import xxhash
 
 KOHYA, DIFFUSERS, PEFT = "kohya", "diffusers", "peft"
 
@@ -85,43 +83,7 @@ class ParsedLora:
 
 
 # ---------------------------------------------------------------- reading
-
-
-class FileHashMemo:
-    """(path, size, mtime_ns) -> content hash, so a re-run fingerprints a file with one stat, not a read."""
-
-    def __init__(self, max_entries: int = 256):
-        self._lock = threading.Lock()
-        self._memo: dict[tuple[str, int, int], str] = {}
-        self._max = max_entries
-
-    @staticmethod
-    def stat_key(path: str | os.PathLike) -> tuple[str, int, int]:
-        st = os.stat(path)
-        return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-    def lookup(self, stat_key) -> str | None:
-        with self._lock:
-            return self._memo.get(stat_key)
-
-    def remember(self, stat_key, digest: str) -> None:
-        with self._lock:
-            if len(self._memo) >= self._max:
-                self._memo.pop(next(iter(self._memo)))
-            self._memo[stat_key] = digest
-
-
-def content_digest(data: bytes) -> str:
-    return xxhash.xxh3_128(data).hexdigest()
-
-
-def read_file_bytes(path: str | os.PathLike) -> bytearray:
-    """The one place a LoRA file is read, into one writable buffer the tensors then view without copying."""
-    buf = bytearray(os.path.getsize(path))
-    with open(path, "rb") as f:
-        got = f.readinto(buf)
-    return buf if got == len(buf) else buf[:got]  # the file shrank while we read: parse what is there
-
+# (the bytes come from lib/file_digest.py's FileDigests.read, which hashes them on the way)
 
 # safetensors dtype names -> torch dtypes (the format's spec lists these)
 _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,

@@ -14,16 +14,16 @@ A node's part of the signature, for the output index that is consumed:
     the node's IS_CHANGED / fingerprint_inputs result, when it has one.
 Node ids and titles never enter it: the same graph built again, or pasted into
 another workflow, has the same signature. Each part is also kept in a readable
-form (Part) so that a miss can say which upstream node and parameter changed.
+form (SignaturePart) so that a miss can say which upstream node and parameter changed.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from ...digest import canonical, digest
 from .sensitivity_rules import RuleSet
 
 LABEL_KIND = "recall_cache"
@@ -44,7 +44,7 @@ class NodeFacts:
 
 
 @dataclass
-class Part:
+class SignaturePart:
     path: str                  # position upstream ("@" the node feeding the cache, "@/clip_vision" ...)
     node_id: str               # for messages only
     class_type: str
@@ -55,7 +55,7 @@ class Part:
 @dataclass
 class Signature:
     key: str
-    parts: list[Part] = field(default_factory=list)
+    parts: list[SignaturePart] = field(default_factory=list)
     nondeterministic: list[str] = field(default_factory=list)   # reasons it must not be reused
     notes: list[str] = field(default_factory=list)              # e.g. randomized seeds left out
 
@@ -71,20 +71,26 @@ def is_link(value: Any) -> bool:
             and isinstance(value[1], (int, float)) and not isinstance(value[1], bool))
 
 
-def canonical(value: Any) -> str:
+def _text(value: Any) -> str:
+    """Readable JSON of a value (what a miss message shows); objects without JSON form by repr."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=lambda o: {"__repr__": repr(o)})
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.blake2b(canonical(obj).encode("utf-8"), digest_size=20).hexdigest()
+def _stable(value: Any) -> Any:
+    """value itself when the digest has a stable form for it, else its readable text."""
+    try:
+        canonical(value)
+    except TypeError:
+        return _text(value)
+    return value
 
 
 def _show(value: Any) -> str:
-    text = canonical(value)
+    text = _text(value)
     if len(text) <= _SHOW:
         return text
-    return f"{text[:24]}…#{_digest(text)[:8]}"
+    return f"{text[:24]}…#{digest(text)[:8]}"
 
 
 def _has_nan(value: Any) -> bool:
@@ -172,7 +178,7 @@ def compute_signature(get_node: Callable[[str], Mapping], link: list, *, rules: 
                     entries.append([name, "file", content])
                     params[name] = f"file {content[:12]}"
                     continue
-            entries.append([name, "value", value])
+            entries.append([name, "value", _stable(value)])
             params[name] = _show(value)
         if "*" in random_names and not allow_nondeterministic:
             sig.nondeterministic.append(f"{who}: a widget is on randomize")
@@ -187,13 +193,13 @@ def compute_signature(get_node: Callable[[str], Mapping], link: list, *, rules: 
         if changed is not None and changed is not False:
             if _has_nan(changed):
                 sig.nondeterministic.append(f"{who}: the node reports a change on every run")
-            entries.append([FINGERPRINT_PARAM, "changed", canonical(changed)])
+            entries.append([FINGERPRINT_PARAM, "changed", _text(changed)])
             params[FINGERPRINT_PARAM] = _show(changed)
-        digest = _digest(["node", class_type, output, entries])
-        sig.parts.append(Part(path, str(node_id), class_type, title, params))
+        node_key = digest(["node", class_type, output, entries])
+        sig.parts.append(SignaturePart(path, str(node_id), class_type, title, params))
         visiting.discard(slot)
-        memo[slot] = digest
-        return digest
+        memo[slot] = node_key
+        return node_key
 
     if not is_link(link):
         raise SignatureError(f"the cached input is not a link (got {link!r})")
@@ -201,7 +207,7 @@ def compute_signature(get_node: Callable[[str], Mapping], link: list, *, rules: 
         root = visit(str(link[0]), int(link[1]), "@")
     except RecursionError:
         raise SignatureError("the upstream graph is too deep to read") from None
-    sig.key = _digest(["recall_cache", 1, root])
+    sig.key = digest(["recall_cache", 2, root])
     sig.parts.reverse()  # the node feeding the cache first, then upstream
     return sig
 
@@ -253,7 +259,7 @@ def _differences(current: Signature, other: dict[str, tuple]) -> list[str]:
     return diffs
 
 
-def explain_miss(current: Signature, recent_labels: Iterable[str]) -> str:
+def explain_signature_miss(current: Signature, recent_labels: Iterable[str]) -> str:
     """Compare with the nearest cached signature (fewest differences) and name what changed."""
     best: list[str] | None = None
     for label in recent_labels:

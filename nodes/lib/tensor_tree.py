@@ -4,73 +4,62 @@ ComfyUI-free. A "tree" is dict / list / tuple nesting of tensors and plain value
 
 - tree_digest(obj): one stable hex digest of any such tree, also of objects found in
   ComfyUI patches (weight adapters, namedtuples, functions), for keys built from tokens
-  and LoRA patches. Tensors are digested by content (cache.keys.content_key), so equal
+  and LoRA patches. The tree is turned into a plain form (containers tagged with their
+  type, objects by class and attributes, functions by name and closure) and hashed by
+  the pack's one digest function; tensors enter by content (digest.content_key), so equal
   tensors on different devices or with different strides give the same digest.
 - clone_tree(value): a copy whose tensors share no memory with the original, so a
   caller that edits its result in place can never change what the cache holds.
 """
 from __future__ import annotations
 
-import hashlib
-import math
-import struct
 from typing import Any, Callable
 
 import torch
 
-from ...cache.keys import content_key
+from ...digest import canonical, canonical_text, digest_of_canonical
 
 _MAX_DEPTH = 32
 
 
 def tree_digest(obj: Any) -> str:
     """Hex digest of a nested value; equal content gives an equal digest across processes."""
-    h = hashlib.blake2b(digest_size=16)
-    _feed(h, obj, 0, set())
-    return h.hexdigest()
+    return digest_of_canonical(_plain(obj, 0, set()))
 
 
-def _feed(h, obj: Any, depth: int, seen: set) -> None:
+def _plain(obj: Any, depth: int, seen: set) -> Any:
+    """obj in the digest's canonical form: a leaf as canonical() has it, anything else as a list
+    [tag, ...] (a container's type is kept, so [1, 2] != (1, 2)). Every container is tagged, so
+    the form is unambiguous, and it is canonical as it stands (lists of canonical leaves)."""
     if depth > _MAX_DEPTH:
         raise ValueError(f"value nested deeper than {_MAX_DEPTH} levels (expected a plain tree)")
-    if obj is None or isinstance(obj, (bool, int, str, bytes)):
-        h.update(f"{type(obj).__name__}:{len(repr(obj))}:{obj!r};".encode())
-    elif isinstance(obj, float):
-        # Exact bits: repr would merge -0.0 / 0.0 only if they print alike; struct keeps them apart.
-        h.update(b"float:" + struct.pack("<d", obj) + (b"nan" if math.isnan(obj) else b""))
-    elif isinstance(obj, torch.Tensor):
-        h.update(f"tensor:{content_key(obj)};".encode())
-    elif isinstance(obj, (torch.dtype, torch.device)):
-        h.update(f"{type(obj).__name__}:{obj};".encode())
-    elif isinstance(obj, dict):
-        items = sorted(obj.items(), key=lambda kv: repr(kv[0]))
-        h.update(f"dict:{len(items)}(".encode())
-        for k, v in items:
-            _feed(h, k, depth + 1, seen)
-            _feed(h, v, depth + 1, seen)
-        h.update(b")")
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        seq = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
-        h.update(f"{type(obj).__name__}:{len(seq)}(".encode())
-        for v in seq:
-            _feed(h, v, depth + 1, seen)
-        h.update(b")")
-    elif callable(obj) and hasattr(obj, "__qualname__"):
+    if obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, (float, bytes, torch.Tensor, torch.dtype, torch.device)):
+        return canonical(obj)
+    if isinstance(obj, (list, tuple)):
+        return [type(obj).__name__, [_plain(v, depth + 1, seen) for v in obj]]
+    if isinstance(obj, dict):
+        items = [[_plain(k, depth + 1, seen), _plain(v, depth + 1, seen)] for k, v in obj.items()]
+        return ["dict", sorted(items, key=lambda kv: canonical_text(kv[0]))]
+    if isinstance(obj, (set, frozenset)):
+        return ["set", sorted((_plain(v, depth + 1, seen) for v in obj), key=canonical_text)]
+    if callable(obj) and hasattr(obj, "__qualname__"):
         # A function in a patch: its name plus whatever its closure captured (e.g. a strength).
-        h.update(f"fn:{getattr(obj, '__module__', '')}.{obj.__qualname__};".encode())
         cells = getattr(obj, "__closure__", None) or ()
-        _feed(h, [c.cell_contents for c in cells if _cell_filled(c)], depth + 1, seen)
-    elif hasattr(obj, "__dict__") or hasattr(obj, "__slots__"):
+        return ["fn", f"{getattr(obj, '__module__', '')}.{obj.__qualname__}",
+                _plain([c.cell_contents for c in cells if _cell_filled(c)], depth + 1, seen)]
+    if hasattr(obj, "__dict__") or hasattr(obj, "__slots__"):
         # Weight adapters and similar patch objects: class name + their attributes.
         if id(obj) in seen:
-            h.update(b"cycle;")
-            return
+            return ["cycle"]
         seen.add(id(obj))
-        h.update(f"obj:{type(obj).__module__}.{type(obj).__qualname__}".encode())
-        _feed(h, _attributes(obj), depth + 1, seen)
-        seen.discard(id(obj))
-    else:
-        raise ValueError(f"cannot digest a {type(obj).__name__} (expected tensors, plain values or containers)")
+        try:
+            return ["obj", f"{type(obj).__module__}.{type(obj).__qualname__}",
+                    _plain(_attributes(obj), depth + 1, seen)]
+        finally:
+            seen.discard(id(obj))
+    raise ValueError(f"cannot digest a {type(obj).__name__} (expected tensors, plain values or containers)")
 
 
 def _cell_filled(cell) -> bool:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from support import cache_modes, comfy_env
+from support import cache_modes
+from recall_pack.bench.harness import comfy_env
 
 
 def _unavailable() -> str:

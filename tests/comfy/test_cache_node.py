@@ -75,12 +75,12 @@ class _ExpandEncode:
 def comfy(monkeypatch, tmp_path, models, recall):  # noqa: F811
     import folder_paths
     import nodes
-    from recall_pack.nodes import cache_nodes, fingerprints
+    from recall_pack.nodes import cache_nodes, upstream_facts
     from recall_pack.nodes.lib.file_digest import FileDigests
     monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, "RecallCache", cache_nodes.RecallCache)
     monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, SINK, _Sink)
     monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, EXPAND, _ExpandEncode)
-    monkeypatch.setattr(fingerprints, "_digests", FileDigests())
+    monkeypatch.setattr(upstream_facts, "_digests", FileDigests())
     input_dir = tmp_path / "input"
     input_dir.mkdir()
     old_input = folder_paths.get_input_directory()

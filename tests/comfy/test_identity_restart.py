@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from support import lora_files
+from recall_pack.bench.harness import lora_files
 from test_encode_fixtures import inference_mode, sd_vae  # noqa: F401
 
 

@@ -7,12 +7,13 @@ ModelPatcher), so comfy.lora's key maps and ModelPatcher.add_patches see a real 
 import builtins
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from support import lora_files
+from recall_pack.bench.harness import lora_files
 from support.recall_runtime import use_runtime
 
 CHANNELS = 32
@@ -68,9 +69,11 @@ def lcm(monkeypatch):
     from recall_pack.cache.config import CacheConfig
     from recall_pack.cache.memory import MemoryTier
     from recall_pack.cache.store import TieredStore
-    from recall_pack.nodes import lcm_nodes
+    from recall_pack.nodes import lcm_nodes, upstream_facts
+    from recall_pack.nodes.lib.file_digest import FileDigests
     store = TieredStore([MemoryTier("ram", max_bytes=1 << 30)], background_writes=False)
-    monkeypatch.setattr(lcm_nodes, "_file_hashes", lcm_nodes.lora_keys.FileHashMemo())
+    # a clock an hour ahead: the files a test writes are past the window in which a stamp is not trusted
+    monkeypatch.setattr(upstream_facts, "_digests", FileDigests(clock=lambda: time.time() + 3600))
     with use_runtime(lcm_nodes.runtime.Runtime(CacheConfig(), store)):
         yield lcm_nodes
 
@@ -233,8 +236,9 @@ def test_file_whose_keys_all_miss_the_model_is_an_error(lcm, loras, sd15_model):
     tensors = {"lora_unet_nowhere_attn2_to_k.lora_down.weight": torch.ones(4, 768),
                "lora_unet_nowhere_attn2_to_k.lora_up.weight": torch.ones(32, 4)}
     name = loras("nowhere.safetensors", tensors)
-    with pytest.raises(ValueError, match=r"none of the 2 keys of 'nowhere\.safetensors' match the MODEL"):
+    with pytest.raises(ValueError, match=r"none of the 2 keys of 'nowhere\.safetensors' match the MODEL") as err:
         _load(lcm, sd15_model, name)
+    assert "expected keys of a LoRA for SD1.5" in str(err.value)  # the model is named
 
 
 def test_text_encoder_keys_without_clip_are_logged_not_dropped_silently(lcm, loras, sd15_model, caplog):

@@ -4,11 +4,10 @@ Its random-weight file (705M parameters, 1.4 GB) is built on first use only by t
 the session-wide `models` fixture: the other suites never load it.
 """
 import subprocess
-import sys
 
 import pytest
 
-from support import comfy_env
+from recall_pack.bench.harness import comfy_env
 from test_encode_fixtures import assert_trees_equal, image, inference_mode, recall, spy_encoder  # noqa: F401
 from test_wrapped_encoders import core, statuses
 
@@ -17,16 +16,11 @@ from test_wrapped_encoders import core, statuses
 def wan22_vae(comfyui, models):
     import folder_paths
     import nodes
-    support = comfy_env.SUPPORT_DIR
-    sys.path.insert(0, str(support))
-    try:
-        from make_models import EXTRA_MODELS
-    finally:
-        sys.path.remove(str(support))
+    from recall_pack.bench.harness.make_models import EXTRA_MODELS
     folder, filename, _seed = EXTRA_MODELS["wan22_vae"]
     path = comfy_env.models_dir() / folder / filename
     if not path.exists():
-        done = subprocess.run([str(comfyui.python), str(support / "make_models.py"), "--comfyui", str(comfyui.path),
+        done = subprocess.run([str(comfyui.python), str(comfy_env.HARNESS_DIR / "make_models.py"), "--comfyui", str(comfyui.path),
                                "--out", str(comfy_env.models_dir()), "wan22_vae"], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
     folder_paths.add_model_folder_path(folder, str(path.parent))

@@ -18,9 +18,10 @@ A failing test's report gets the tail of every server log it used.
 """
 import pytest
 
-from support import cache_modes, comfy_env
-from support.comfy_client import ComfyClient, write_input_image
-from support.comfy_server import ComfyServer, start_server
+from support import cache_modes
+from recall_pack.bench.harness import comfy_env
+from recall_pack.bench.harness.comfy_client import ComfyClient, write_input_image
+from recall_pack.bench.harness.comfy_server import ComfyServer, start_server
 
 pytestmark = pytest.mark.integration
 

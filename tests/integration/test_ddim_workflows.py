@@ -8,8 +8,8 @@ Both run on one server started with the setting on (one server for the module, s
 """
 import pytest
 
-from support.comfy_client import ComfyClient
-from support.comfy_server import start_server
+from recall_pack.bench.harness.comfy_client import ComfyClient
+from recall_pack.bench.harness.comfy_server import start_server
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from support.comfy_client import write_input_image
-from support.comfy_server import PACK_FOLDER_NAME, ComfyServer, prepare_base_dir
+from recall_pack.bench.harness.comfy_client import write_input_image
+from recall_pack.bench.harness.comfy_server import PACK_FOLDER_NAME, ComfyServer, prepare_base_dir
 
 E2E_DIR = Path(__file__).resolve().parent.parent / "e2e"
 WORKFLOWS = Path(__file__).resolve().parent.parent.parent / "workflows"

@@ -6,7 +6,7 @@ layer of the full-width UNet) in the server's loras folder. A second run at anot
 find the parsed file in the RAM tier (a "hit" event), and the log must not show ComfyUI's
 "lora key not loaded" for any of its keys.
 """
-from support import lora_files
+from recall_pack.bench.harness import lora_files
 
 LORA_NAME = "recall_test_lcm_sd15.safetensors"
 

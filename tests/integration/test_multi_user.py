@@ -11,8 +11,8 @@ import uuid
 import pytest
 import requests
 
-from support.comfy_client import ComfyClient
-from support.comfy_server import start_server
+from recall_pack.bench.harness.comfy_client import ComfyClient
+from recall_pack.bench.harness.comfy_server import start_server
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from support.comfy_client import PromptRejected
-from support.comfy_server import PACK_FOLDER_NAME
+from recall_pack.bench.harness.comfy_client import PromptRejected
+from recall_pack.bench.harness.comfy_server import PACK_FOLDER_NAME
 from support.pack_nodes import declared_node_ids
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent

@@ -34,7 +34,7 @@ def recall_status(result):
 
 def test_changed_prompt_rename_and_restart_skip_the_encoder(comfy_server_factory, models, run_prompt):
     server = comfy_server_factory()
-    from support.comfy_client import write_input_image
+    from recall_pack.bench.harness.comfy_client import write_input_image
     image = write_input_image(server.input_dir, "recall_cache_a.png", 96, 96, seed=3)
 
     first = run_prompt(workflow(models, image, "a red boat"), server=server)
@@ -76,7 +76,7 @@ def test_changed_prompt_rename_and_restart_skip_the_encoder(comfy_server_factory
 def test_every_cache_mode_of_the_release_skips_the_encoder(comfy_server_factory, models, run_prompt, cache_flag):
     args = cache_flag  # the default mode: test_changed_prompt_rename_and_restart_skip_the_encoder
     server = comfy_server_factory(extra_args=args)
-    from support.comfy_client import write_input_image
+    from recall_pack.bench.harness.comfy_client import write_input_image
     image = write_input_image(server.input_dir, "recall_cache_a.png", 96, 96, seed=4)
 
     first = run_prompt(workflow(models, image, "a red boat"), server=server)

@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from support.redis_server import free_port
+from recall_pack.bench.harness.redis_server import free_port
 
 STARTUP_LINE = "[Recall] ComfyUI-Recall"
 

@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install redis)")
 
-from support.redis_server import RedisServer, redis_server_binary  # noqa: E402
+from recall_pack.bench.harness.redis_server import RedisServer, redis_server_binary  # noqa: E402
 from recall_pack.cache.memory import MemoryTier  # noqa: E402
 from recall_pack.cache.redis_tier import RedisTier  # noqa: E402
 from recall_pack.cache.store import TieredStore  # noqa: E402
@@ -193,7 +193,7 @@ def _svd_prompt(image_name: str, models: dict, video_frames: int) -> dict:
 def test_two_comfyui_workers_share_svd_encodings_through_redis(redis_server, comfy_server_factory, models):
     """Worker A (its own folders) encodes; worker B (other folders, empty disk cache) hits in Redis.
     One server at a time: A is stopped before B starts, so only Redis can carry the encoding."""
-    from support.comfy_client import ComfyClient, write_input_image
+    from recall_pack.bench.harness.comfy_client import ComfyClient, write_input_image
 
     env = {"RECALL_BACKEND": "redis", "RECALL_REDIS_URL": redis_server.url}
     statuses = []

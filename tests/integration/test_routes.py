@@ -12,8 +12,8 @@ import uuid
 import pytest
 import requests
 
-from support.comfy_client import ComfyClient, write_input_image
-from support.comfy_server import start_server
+from recall_pack.bench.harness.comfy_client import ComfyClient, write_input_image
+from recall_pack.bench.harness.comfy_server import start_server
 
 GB = 2**30
 PATH_LIKE = re.compile(r"(?<![\w.])/(?:tmp|root|home|work|var|usr|opt|mnt|Users)/|[A-Za-z]:\\\\")

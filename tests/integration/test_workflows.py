@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support import lora_files
-from support.comfy_client import write_input_image
-from support.workflow_convert import to_api
+from recall_pack.bench.harness import lora_files
+from recall_pack.bench.harness.comfy_client import write_input_image
+from recall_pack.bench.harness.workflow_convert import to_api
 
 pytestmark = pytest.mark.integration
 WORKFLOWS_DIR = Path(__file__).resolve().parent.parent.parent / "workflows"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from support import pack_nodes
-from support.workflow_convert import (
+from recall_pack.bench.harness.workflow_convert import (
     FRONTEND_ONLY,
     combo_choices,
     input_specs,

@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/support/build_workflows.py [--only NAME] [--out DIR]
 
-Starts a ComfyUI server (the harness's: see support/comfy_env.py) with the pack linked in
+Starts a ComfyUI server (the harness's: see bench/harness/comfy_env.py) with the pack linked in
 under a folder name without spaces (aiohttp cannot serve a pack's js/ from a folder whose name
 has a space, and the page needs the pack's frontend), runs build_workflows.mjs in headless
 Chromium against it, and stops the server. The graph specs live in build_workflows.mjs.
@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 
 SUPPORT_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(SUPPORT_DIR.parent))  # run as a script: make `support` importable
+sys.path.insert(0, str(SUPPORT_DIR.parent.parent))  # run as a script: make the repo's `bench` importable
 
-from support import comfy_env
-from support.comfy_server import PACK_FOLDER_NAME, ComfyServer, prepare_base_dir
+from bench.harness import comfy_env
+from bench.harness.comfy_server import PACK_FOLDER_NAME, ComfyServer, prepare_base_dir
 
 WEB_SAFE_FOLDER = "comfyui-recall"
 

@@ -1,9 +1,10 @@
-"""Which ComfyUI the suites run on (support/comfy_env.py), on fake trees: no ComfyUI is imported."""
+"""Which ComfyUI the suites run on (bench/harness/comfy_env.py), on fake trees: no ComfyUI is imported."""
 from pathlib import Path
 
 import pytest
 
-from support import cache_modes, comfy_env
+from support import cache_modes
+from recall_pack.bench.harness import comfy_env
 
 
 def fake_comfyui(root: Path, version: str) -> Path:

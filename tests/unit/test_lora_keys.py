@@ -4,9 +4,8 @@ import os
 import pytest
 import torch
 
-from support import lora_files
-
-from recall_pack.nodes.lib import lora_keys
+from recall_pack.bench.harness import lora_files
+from recall_pack.nodes.lib import file_digest, lora_keys
 
 SMALL = lora_files.sd15_targets(model_channels=32)
 
@@ -129,17 +128,22 @@ def test_garbage_bytes_error_names_the_file():
         lora_keys.parse(b"not a safetensors file at all", "junk.safetensors")
 
 
-def test_file_hash_memo_keys_on_size_and_mtime(tmp_path):
+def test_a_file_read_once_is_known_by_size_and_mtime(tmp_path):
     path = tmp_path / "a.safetensors"
     path.write_bytes(b"12345")
-    memo = lora_keys.FileHashMemo()
-    key = memo.stat_key(path)
-    memo.remember(key, "digest-a")
-    assert memo.lookup(memo.stat_key(path)) == "digest-a"
-    path.write_bytes(b"123456")  # size changes -> a new key, the old digest is not returned
-    assert memo.lookup(memo.stat_key(path)) is None
-    os.utime(path, ns=(1, 1))
-    assert memo.stat_key(path)[2] == 1
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    digests = file_digest.FileDigests(clock=lambda: 10_000.0)
+    assert digests.known(path) is None
+    digest, data = digests.read(path)
+    assert bytes(data) == b"12345" and digest == file_digest.hash_file(path)
+    assert digests.known(path) == digest and digests.digest(path) == digest and digests.hashed == 1
+    path.write_bytes(b"123456")  # size changes: the old digest is not returned
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert digests.known(path) is None
+    path.write_bytes(b"654321")  # same size, another mtime: not returned either
+    os.utime(path, ns=(2_000_000_000, 2_000_000_000))
+    assert digests.known(path) is None
+    assert digests.read(path)[0] == file_digest.hash_file(path) != digest
 
 
 def test_safetensors_views_equal_safetensors_own_loader():

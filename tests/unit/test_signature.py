@@ -1,4 +1,4 @@
-"""Recall Cache signatures built from recorded API prompts (tests/unit/data/prompts/).
+"""Recall Cache signatures built from recorded API prompts (bench/data/prompts/, which the node-cache benchmark times too).
 
 What users rely on: a changed upstream parameter misses, a parameter the rules call
 irrelevant (or anything downstream) hits, files count by content and not by name,
@@ -16,7 +16,7 @@ from recall_pack.nodes.lib import file_digest as file_digest_mod
 from recall_pack.nodes.lib import sensitivity_rules as rules_mod
 from recall_pack.nodes.lib import signature
 
-DATA = Path(__file__).resolve().parent / "data" / "prompts"
+DATA = Path(__file__).resolve().parents[2] / "bench" / "data" / "prompts"
 NodeFacts = signature.NodeFacts
 RULES, _ = rules_mod.build_ruleset()
 
@@ -71,7 +71,7 @@ def test_changed_upstream_widget_misses_and_is_named():
     changed["3"]["inputs"]["crop"] = "none"
     after = sig(changed, "4")
     assert after.key != before.key
-    reason = signature.explain_miss(after, [before.label()])
+    reason = signature.explain_signature_miss(after, [before.label()])
     assert "CLIP Vision Encode #3" in reason and "crop" in reason and '"center" -> "none"' in reason
 
 
@@ -181,7 +181,7 @@ def test_model_file_changed_behind_the_same_name_misses(model_dir):
     os.replace(replacement, model_dir / "vit_l.safetensors")
     after = sig_with_files(prompt, model_dir, digests)
     assert after.key != before.key
-    assert "clip_name is another file" in signature.explain_miss(after, [before.label()])
+    assert "clip_name is another file" in signature.explain_signature_miss(after, [before.label()])
 
 
 def test_image_changed_behind_the_same_name_misses_through_is_changed():
@@ -190,7 +190,7 @@ def test_image_changed_behind_the_same_name_misses_through_is_changed():
     before = sig(prompt, "4", facts={"1": NodeFacts(is_changed=["sha-one"])})
     after = sig(prompt, "4", facts={"1": NodeFacts(is_changed=["sha-two"])})
     assert after.key != before.key
-    assert "Load Image #1: its file or external state changed" in signature.explain_miss(after, [before.label()])
+    assert "Load Image #1: its file or external state changed" in signature.explain_signature_miss(after, [before.label()])
 
 
 def test_renamed_identical_image_hits():
@@ -263,13 +263,13 @@ def test_is_changed_nan_is_nondeterministic():
 # -- explanations ------------------------------------------------------------------------
 def test_first_run_says_so():
     prompt, _ = load("unclip_recall.json")
-    assert signature.explain_miss(sig(prompt, "4"), []).startswith("first run")
+    assert signature.explain_signature_miss(sig(prompt, "4"), []).startswith("first run")
 
 
 def test_same_signature_means_evicted():
     prompt, _ = load("unclip_recall.json")
     s = sig(prompt, "4")
-    assert "expired or was evicted" in signature.explain_miss(s, [s.label()])
+    assert "expired or was evicted" in signature.explain_signature_miss(s, [s.label()])
 
 
 def test_nearest_label_is_chosen():
@@ -279,7 +279,7 @@ def test_nearest_label_is_chosen():
     far = copy.deepcopy(near)
     far["1"]["inputs"]["image"] = "other.png"
     current = sig(prompt, "4")
-    reason = signature.explain_miss(current, ["not json", sig(far, "4").label(), sig(near, "4").label()])
+    reason = signature.explain_signature_miss(current, ["not json", sig(far, "4").label(), sig(near, "4").label()])
     assert reason == 'CLIP Vision Encode #3: crop "none" -> "center"'
 
 
@@ -287,7 +287,7 @@ def test_replaced_upstream_node_is_named():
     prompt, _ = load("unclip_recall.json")
     before = sig(prompt, "4")
     prompt["1"]["class_type"] = "LoadImageFromUrl"
-    assert "replaced a LoadImage" in signature.explain_miss(sig(prompt, "4"), [before.label()])
+    assert "replaced a LoadImage" in signature.explain_signature_miss(sig(prompt, "4"), [before.label()])
 
 
 # -- file digest memo ---------------------------------------------------------------------

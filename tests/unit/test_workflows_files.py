@@ -81,7 +81,7 @@ def test_has_a_jpeg_preview_for_the_template_browser(workflow):
     assert preview.stat().st_size > 10_000, f"{preview.name} looks empty"
 
 
-# tests/support/workflow_convert.py, which the integration suite uses on these files
+# bench/harness/workflow_convert.py, which the integration suite uses on these files
 INFO = {
     "LoadImage": {"input": {"required": {"image": [["a.png", "b.png"], {"image_upload": True}]}},
                   "input_order": {"required": ["image"]}},
@@ -101,14 +101,14 @@ def test_convert_skips_page_only_widgets_after_seed_and_image():
     graph = ui([{"id": 1, "type": "LoadImage", "widgets_values": ["b.png", "image"]},
                 {"id": 2, "type": "KSampler", "widgets_values": [7, "randomize", 4, "lcm"],
                  "inputs": [{"name": "model", "link": None}, {"name": "positive", "link": None}]}], [])
-    from support.workflow_convert import to_api
+    from recall_pack.bench.harness.workflow_convert import to_api
     api = to_api(graph, INFO)
     assert api["1"] == {"class_type": "LoadImage", "inputs": {"image": "b.png"}}
     assert api["2"]["inputs"] == {"seed": 7, "steps": 4, "sampler_name": "lcm"}
 
 
 def test_convert_drops_notes_and_follows_links_through_reroutes():
-    from support.workflow_convert import to_api
+    from recall_pack.bench.harness.workflow_convert import to_api
     graph = ui([{"id": 1, "type": "Loader", "widgets_values": ["x", "fp16"]},
                 {"id": 2, "type": "Reroute", "inputs": [{"name": "", "link": 10}]},
                 {"id": 3, "type": "KSampler", "widgets_values": [0, "fixed", 1, "euler"],
@@ -122,6 +122,6 @@ def test_convert_drops_notes_and_follows_links_through_reroutes():
 
 
 def test_convert_names_an_unknown_node_type():
-    from support.workflow_convert import to_api
+    from recall_pack.bench.harness.workflow_convert import to_api
     with pytest.raises(KeyError, match="NotInstalled"):
         to_api(ui([{"id": 1, "type": "NotInstalled", "widgets_values": []}], []), INFO)

@@ -114,8 +114,8 @@ def test_build_key_rejects_parameters_without_a_stable_form():
 
 
 def test_large_non_contiguous_tensor_hashed_in_pieces_matches_its_contiguous_copy(monkeypatch):
-    from recall_pack.cache import keys
-    monkeypatch.setattr(keys, "_PIECE_BYTES", 256)  # force pieces at every level on a small tensor
+    from recall_pack import digest
+    monkeypatch.setattr(digest, "_PIECE_BYTES", 256)  # force pieces at every level on a small tensor
     image = torch.rand(3, 3, 20, 24).movedim(1, -1)  # VAE Decode's layout
     assert not image.is_contiguous()
     assert content_key(image) == content_key(image.contiguous())

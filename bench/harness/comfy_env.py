@@ -7,7 +7,7 @@ Which ComfyUI the suites run on, first match wins:
      there): its python is COMFYUI_PYTHON, else a venv inside that ComfyUI (venv/ or
      .venv/), else one built for it in the cache;
   3. every release set up in the cache: $RECALL_TEST_CACHE/comfyui-<version>/ holding
-     comfyui/, venv/ and the marker .ready (tests/support/setup_releases.sh makes them);
+     comfyui/, venv/ and the marker .ready (bench/harness/setup_releases.sh makes them);
   4. none: the suites that need ComfyUI skip with a notice.
 tests/run.sh runs the ComfyUI suites once per install found (`python comfy_env.py`
 lists them) and exports COMFYUI_PATH / COMFYUI_PYTHON for each, so under it
@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SUPPORT_DIR = Path(__file__).resolve().parent
-REPO_ROOT = SUPPORT_DIR.parent.parent
+HARNESS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = HARNESS_DIR.parent.parent
 MODELS_VERSION = "models-v1"
 BUILD_LOG: list = []  # what ensure_models built this session, for the terminal summary
-NOT_FOUND = ("ComfyUI not found: no release is set up in {cache} (tests/support/setup_releases.sh), "
+NOT_FOUND = ("ComfyUI not found: no release is set up in {cache} (bench/harness/setup_releases.sh), "
              "COMFYUI_PATH is unset and the pack is not inside a ComfyUI's custom_nodes/. Set COMFYUI_PATH "
              "to a ComfyUI checkout (and COMFYUI_PYTHON to the python that runs it)")
 
@@ -95,7 +95,7 @@ def _tree_python(tree: Path, build: bool) -> tuple[Path | None, str]:
     dest = cache_dir() / f"comfyui-{comfyui_version(tree)}-{_slug(tree)}"
     if not (dest / ".ready").exists() and not build:
         return None, f"no python for ComfyUI at {tree} yet (set COMFYUI_PYTHON)"
-    subprocess.run(["bash", str(SUPPORT_DIR / "setup_comfyui.sh"), str(tree), str(dest)], check=True)
+    subprocess.run(["bash", str(HARNESS_DIR / "setup_comfyui.sh"), str(tree), str(dest)], check=True)
     return dest / "venv" / "bin" / "python", ""
 
 
@@ -138,18 +138,18 @@ def models_dir() -> Path:
 
 def ensure_models(install: ComfyUIInstall, names=None) -> dict:
     """name -> Path of each random-weight model file, building missing ones (cached, locked)."""
-    sys.path.insert(0, str(SUPPORT_DIR))
+    sys.path.insert(0, str(HARNESS_DIR))
     try:
         from make_models import MODELS
     finally:
-        sys.path.remove(str(SUPPORT_DIR))
+        sys.path.remove(str(HARNESS_DIR))
     names = list(names or MODELS)
     out = models_dir()
     paths = {name: out / MODELS[name][0] / MODELS[name][1] for name in names}
     missing = [name for name, path in paths.items() if not path.exists()]
     if missing:
         began = time.monotonic()
-        done = subprocess.run([str(install.python), str(SUPPORT_DIR / "make_models.py"),
+        done = subprocess.run([str(install.python), str(HARNESS_DIR / "make_models.py"),
                                "--comfyui", str(install.path), "--out", str(out), *missing],
                               capture_output=True, text=True)
         if done.returncode != 0:

@@ -35,7 +35,8 @@ _lock = threading.Lock()
 _digests: FileDigests | None = None
 
 
-def _file_digests() -> FileDigests:
+def file_digests() -> FileDigests:
+    """The process's one memo of file contents: loader files, LoRA files, input images."""
     global _digests
     with _lock:
         if _digests is None:
@@ -63,7 +64,7 @@ def file_digest(folder: str, name: str) -> str | None:
     if path is None:
         return None
     try:
-        return _file_digests().digest(path)
+        return file_digests().digest(path)
     except OSError as exc:
         _log.warning("[Recall] Recall Cache: cannot read %s (%s); keying it by name", path, exc)
         return None

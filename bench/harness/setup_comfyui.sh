@@ -4,7 +4,7 @@
 # a lock makes concurrent callers wait for the first one instead of racing it.
 #   setup_comfyui.sh GIT_DIR COMMIT DEST_DIR  ->  DEST_DIR/comfyui (that commit's tree), DEST_DIR/venv
 #   setup_comfyui.sh COMFYUI_TREE DEST_DIR    ->  DEST_DIR/venv for that tree (left in place)
-# tests/support/setup_releases.sh sets up the releases the pack is tested on this way.
+# bench/harness/setup_releases.sh sets up the releases the pack is tested on this way.
 set -euo pipefail
 if [ $# -eq 3 ]; then
   git_dir=$1 commit=$2 dest=$3 tree_src=""
