@@ -100,7 +100,9 @@ class TieredStore:
             c[2] += saved
 
     # -- lookups ---------------------------------------------------------------------
-    def get(self, key: str, *, namespace: str = "shared", to_device=None) -> Hit | None:
+    def get(self, key: str, *, namespace: str = "shared", to_device=None, count: bool = True) -> Hit | None:
+        """count=False: a look-up made on behalf of another one (near matching reads a candidate), left
+        out of the hit/miss counts."""
         if not self.enabled:
             return None
         for i, tier in enumerate(self.tiers):
@@ -109,10 +111,12 @@ class TieredStore:
                 continue
             if i > 0:
                 self._promote(self.tiers[:i], namespace, key, entry.value, entry.meta)
-            self._count(namespace, True, entry.meta.compute_seconds)
+            if count:
+                self._count(namespace, True, entry.meta.compute_seconds)
             value = values.move(entry.value, to_device) if to_device is not None else entry.value
             return Hit(value, tier.name, entry.meta.compute_seconds)
-        self._count(namespace, False)
+        if count:
+            self._count(namespace, False)
         return None
 
     def _promote(self, tiers: list[Tier], namespace: str, key: str, value, meta: EntryMeta) -> None:
