@@ -103,6 +103,23 @@ class NearIndex:
             if self._rows > self.max_rows:
                 self._trim()
 
+    def add_many(self, rows) -> None:
+        """(group, key, hash) rows in one transaction (rebuilding an index, filling a benchmark)."""
+        data = [(g, k, _signed(h), *bands(h)) for g, k, h in rows]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                before = self._db.total_changes
+                self._db.executemany("INSERT OR IGNORE INTO near (grp, key, hash, b0, b1, b2, b3) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?)", data)
+                self._rows += self._db.total_changes - before
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if self._rows > self.max_rows:
+                self._trim()
+
     def _trim(self) -> None:
         excess = self._rows - self.max_rows + max(1, self.max_rows // 10)  # trim in batches, not per add
         cur = self._db.execute("DELETE FROM near WHERE rowid IN (SELECT rowid FROM near ORDER BY rowid LIMIT ?)",

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 
 from ..cache.keys import build_key
-from . import events
+from . import events, near_match
 from .lib.miss_reason import explain_miss, make_label
 from .lib.tensor_tree import restore_devices, tensor_devices
 
@@ -61,6 +61,7 @@ class Part:
     compute_s: float = 0.0
     reason: str | None = None
     key: str | None = None
+    near_db: float | None = None  # a near hit: the PSNR by which another image's encoding was accepted
 
 
 _warned: set = set()
@@ -95,13 +96,14 @@ def uncached(compute: Callable[[], Any], reason: str) -> Part:
 
 def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | None,
            compute: Callable[[], Any], namespace: str = SHARED, pinned: bool = False,
-           ttl_seconds: float | None = None, hints: dict | None = None) -> Part:
+           ttl_seconds: float | None = None, hints: dict | None = None, near=None) -> Part:
     """Look one encoding up; on a miss compute it (single flight per key) and store it.
 
     On a miss the stored value is the encoder's own output and the caller gets a copy;
     on a hit the caller gets a copy of the stored value: either way nothing handed out
     shares memory with the cache. hints: inputs of the node that shaped the content (SVD's
     seed shapes the noisy pixels) shown in the miss explanation, not part of the key.
+    near: a NearQuery (nodes/near_match.py): an exact miss first tries a verified near-identical image.
     """
     store, off_reason = _store()
     if store is None:
@@ -111,11 +113,22 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
     timing = {}
 
     def produce():
+        if near is not None:
+            found = near_match.find(store, near, namespace, readable=lambda v: _unwrap(v) is not None)
+            if found is not None:
+                raise _NearHit(found)  # out of the single flight: nothing is stored under this key
         value, timing["s"] = _timed(compute)
         return {"v": value, "d": tensor_devices(value)}
 
     flight = dict(namespace=namespace, label=label, pinned=pinned, ttl_seconds=ttl_seconds)
-    outcome = store.get_or_compute(key, produce, **flight)
+    try:
+        outcome = store.get_or_compute(key, produce, **flight)
+    except _NearHit as near_hit:
+        found = near_hit.found
+        return Part(_unwrap(found.value), "hit", tier=found.tier, saved_s=found.saved_seconds, key=found.key,
+                    near_db=found.db)
+    if near is not None:
+        near_match.remember(store, near, **flight)
     value = _unwrap(outcome.value)
     if value is None:  # a foreign entry under our key: drop it and compute afresh
         store.delete(key, namespace=namespace)
@@ -127,6 +140,12 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
         return Part(value, "hit", tier=outcome.tier, saved_s=outcome.saved_seconds, key=key)
     return Part(value, "miss", compute_s=timing.get("s", outcome.compute_seconds),
                 reason=_reason(store, namespace, key, label), key=key)
+
+
+class _NearHit(Exception):
+    def __init__(self, found):
+        super().__init__("near hit")
+        self.found = found
 
 
 def _unwrap(stored: Any):
@@ -169,13 +188,15 @@ def report(node_type: str, node_id, parts: Sequence[Part]) -> dict:
     statuses = {p.status for p in parts}
     status = "off" if statuses == {"off"} else "miss" if statuses & {"miss", "off"} else "hit"
     reasons = [p.reason for p in parts if p.status != "hit" and p.reason]
+    near = [p.near_db for p in parts if p.near_db is not None]
     return events.report_node(
         node_id, node_type, status,
         tier=_lowest([p.tier for p in parts if p.tier]),
         saved_s=sum(p.saved_s for p in parts),
         compute_s=sum(p.compute_s for p in parts),
         reason="; ".join(dict.fromkeys(reasons)) or None,
-        key=next((p.key for p in parts if p.key), None))
+        key=next((p.key for p in parts if p.key), None),
+        near_db=min(near) if near else None)
 
 
 # --- encoders: what the wrapped calls (nodes/encoder_calls.py) need from this module ------

@@ -248,3 +248,19 @@ def test_bad_match_settings_name_the_value(key, value):
     from recall_pack.cache.errors import CacheConfigError
     with pytest.raises(CacheConfigError, match=key):
         CacheConfig().replace({key: value})
+
+
+def test_index_add_many_counts_new_rows_only():
+    index = NearIndex(None)
+    index.add(GROUP, "a", 1)
+    index.add_many([(GROUP, "a", 1), (GROUP, "b", 2), (GROUP, "c", 3)])
+    assert len(index) == 3 and index.candidates(GROUP, 2, 1) == [("b", 0), ("c", 1)]
+
+
+@pytest.mark.parametrize("value", [True, None, "1" * 400, float("nan"), float("inf"), -1, [45], {"db": 45}, "abc\n"])
+@pytest.mark.parametrize("key", ["match", "near_psnr_db"])
+def test_hostile_match_settings_are_config_errors(key, value):
+    from recall_pack.cache.config import CacheConfig
+    from recall_pack.cache.errors import CacheConfigError
+    with pytest.raises(CacheConfigError):
+        CacheConfig().replace({key: value})
