@@ -200,6 +200,12 @@ def stats() -> dict:
     return get_store().stats()
 
 
+def near_stats() -> dict:
+    """match: near counts: near hits (apart from exact ones), candidates rejected by verification."""
+    from . import near_match
+    return near_match.stats()
+
+
 def distinct_entries(namespaces=None) -> int:
     """Entries counted once: an encoding kept in RAM and on disk is one entry with two copies.
 
