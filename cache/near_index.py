@@ -24,17 +24,22 @@ BANDS = 4
 BAND_BITS = 16
 MAX_RADIUS = 7           # the most the four-band probe guarantees to find (see above)
 _MASK = (1 << BAND_BITS) - 1
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+_CACHE_KB = 32 * 1024    # SQLite page cache: the whole index at 100k entries (~10 MB) stays in memory
+_MAX_GROUP_IDS = 4096    # group key -> row id memo
 
+# Groups are numbered so that each row and each band index holds a small integer, not the
+# 40-character group key: the index at 100k entries fits in the page cache.
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS groups (id INTEGER PRIMARY KEY, grp TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS near (
-    grp TEXT NOT NULL, key TEXT NOT NULL, hash INTEGER NOT NULL,
+    gid INTEGER NOT NULL, key TEXT NOT NULL, hash INTEGER NOT NULL,
     b0 INTEGER NOT NULL, b1 INTEGER NOT NULL, b2 INTEGER NOT NULL, b3 INTEGER NOT NULL,
-    PRIMARY KEY (grp, key));
-CREATE INDEX IF NOT EXISTS near_b0 ON near (grp, b0);
-CREATE INDEX IF NOT EXISTS near_b1 ON near (grp, b1);
-CREATE INDEX IF NOT EXISTS near_b2 ON near (grp, b2);
-CREATE INDEX IF NOT EXISTS near_b3 ON near (grp, b3);
+    PRIMARY KEY (gid, key));
+CREATE INDEX IF NOT EXISTS near_b0 ON near (gid, b0);
+CREATE INDEX IF NOT EXISTS near_b1 ON near (gid, b1);
+CREATE INDEX IF NOT EXISTS near_b2 ON near (gid, b2);
+CREATE INDEX IF NOT EXISTS near_b3 ON near (gid, b3);
 """
 
 
@@ -62,6 +67,7 @@ class NearIndex:
         self.path = None if path is None else Path(path)
         self.max_rows = int(max_rows)
         self._lock = threading.Lock()
+        self._gids: dict[str, int] = {}
         self._db = self._open()
         self._rows = self._db.execute("SELECT count(*) FROM near").fetchone()[0]
 
@@ -73,7 +79,7 @@ class NearIndex:
             db = self._connect(str(self.path))
             if db.execute("PRAGMA user_version").fetchone()[0] not in (0, _SCHEMA_VERSION):
                 raise sqlite3.DatabaseError("written by another version")
-            db.execute("SELECT grp, key, hash, b0, b1, b2, b3 FROM near LIMIT 1").fetchall()
+            db.execute("SELECT gid, key, hash, b0, b1, b2, b3 FROM near LIMIT 1").fetchall()
             return db
         except sqlite3.DatabaseError as exc:
             # an index is only a way to find entries: a damaged one is rebuilt empty, never trusted
@@ -84,6 +90,7 @@ class NearIndex:
 
     def _connect(self, where: str) -> sqlite3.Connection:
         db = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
+        db.execute(f"PRAGMA cache_size=-{_CACHE_KB}")
         if where != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -94,10 +101,26 @@ class NearIndex:
     def __len__(self) -> int:
         return self._rows
 
+    def _gid(self, group: str, create: bool) -> int | None:
+        """The group's row id (under the lock); None for a group never indexed when not creating."""
+        gid = self._gids.get(group)
+        if gid is None:
+            row = self._db.execute("SELECT id FROM groups WHERE grp = ?", (group,)).fetchone()
+            if row is None and not create:
+                return None
+            if row is None:
+                gid = self._db.execute("INSERT INTO groups (grp) VALUES (?)", (group,)).lastrowid
+            else:
+                gid = row[0]
+            if len(self._gids) >= _MAX_GROUP_IDS:
+                self._gids.clear()
+            self._gids[group] = gid
+        return gid
+
     def add(self, group: str, key: str, h: int) -> None:
-        row = (group, key, _signed(h), *bands(h))
         with self._lock:
-            cur = self._db.execute("INSERT OR IGNORE INTO near (grp, key, hash, b0, b1, b2, b3) "
+            row = (self._gid(group, True), key, _signed(h), *bands(h))
+            cur = self._db.execute("INSERT OR IGNORE INTO near (gid, key, hash, b0, b1, b2, b3) "
                                    "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
             self._rows += cur.rowcount
             if self._rows > self.max_rows:
@@ -105,17 +128,18 @@ class NearIndex:
 
     def add_many(self, rows) -> None:
         """(group, key, hash) rows in one transaction (rebuilding an index, filling a benchmark)."""
-        data = [(g, k, _signed(h), *bands(h)) for g, k, h in rows]
         with self._lock:
             self._db.execute("BEGIN")
             try:
+                data = [(self._gid(g, True), k, _signed(h), *bands(h)) for g, k, h in rows]
                 before = self._db.total_changes
-                self._db.executemany("INSERT OR IGNORE INTO near (grp, key, hash, b0, b1, b2, b3) "
+                self._db.executemany("INSERT OR IGNORE INTO near (gid, key, hash, b0, b1, b2, b3) "
                                      "VALUES (?, ?, ?, ?, ?, ?, ?)", data)
                 self._rows += self._db.total_changes - before
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._gids.clear()  # ids created in the rolled-back transaction are gone
                 raise
             if self._rows > self.max_rows:
                 self._trim()
@@ -128,28 +152,37 @@ class NearIndex:
 
     def contains(self, group: str, key: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM near WHERE grp = ? AND key = ?", (group, key)).fetchone() is not None
+            gid = self._gid(group, False)
+            return gid is not None and self._db.execute(
+                "SELECT 1 FROM near WHERE gid = ? AND key = ?", (gid, key)).fetchone() is not None
 
     def candidates(self, group: str, h: int, radius: int) -> list[tuple[str, int]]:
         if not 0 <= radius <= MAX_RADIUS:
             raise ValueError(f"[Recall] near match: radius {radius} is out of range (expected 0..{MAX_RADIUS}).")
         probes = [_neighbours(b) for b in bands(h)]
         marks = ",".join("?" * (BAND_BITS + 1))
-        sql = " UNION ".join(f"SELECT key, hash FROM near WHERE grp = ? AND b{i} IN ({marks})" for i in range(BANDS))
-        params = [x for i in range(BANDS) for x in (group, *probes[i])]
+        sql = " UNION ".join(f"SELECT key, hash FROM near WHERE gid = ? AND b{i} IN ({marks})" for i in range(BANDS))
         with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
+            gid = self._gid(group, False)
+            if gid is None:
+                return []
+            rows = self._db.execute(sql, [x for i in range(BANDS) for x in (gid, *probes[i])]).fetchall()
         found = [(key, hamming(h, _unsigned(stored))) for key, stored in rows]
         return sorted([(k, d) for k, d in found if d <= radius], key=lambda kd: (kd[1], kd[0]))
 
     def discard(self, group: str, key: str) -> None:
         with self._lock:
-            cur = self._db.execute("DELETE FROM near WHERE grp = ? AND key = ?", (group, key))
+            gid = self._gid(group, False)
+            if gid is None:
+                return
+            cur = self._db.execute("DELETE FROM near WHERE gid = ? AND key = ?", (gid, key))
             self._rows -= cur.rowcount
 
     def clear(self) -> None:
         with self._lock:
             self._db.execute("DELETE FROM near")
+            self._db.execute("DELETE FROM groups")
+            self._gids.clear()
             self._rows = 0
 
     def close(self) -> None:
