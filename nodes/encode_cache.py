@@ -103,7 +103,7 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
     on a hit the caller gets a copy of the stored value: either way nothing handed out
     shares memory with the cache. hints: inputs of the node that shaped the content (SVD's
     seed shapes the noisy pixels) shown in the miss explanation, not part of the key.
-    near: a NearQuery (nodes/near_match.py): an exact miss first tries a verified near-identical image.
+    near: a near_match.Plan: an exact miss first tries a verified near-identical image.
     """
     store, off_reason = _store()
     if store is None:
@@ -121,21 +121,27 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
         return {"v": value, "d": tensor_devices(value)}
 
     flight = dict(namespace=namespace, label=label, pinned=pinned, ttl_seconds=ttl_seconds)
-    try:
-        outcome = store.get_or_compute(key, produce, **flight)
-    except _NearHit as near_hit:
-        found = near_hit.found
+
+    def lookup():
+        """(outcome, None) as the store answered, or (None, a verified near entry)."""
+        try:
+            return store.get_or_compute(key, produce, **flight), None
+        except _NearHit as near_hit:
+            return None, near_hit.found
+
+    outcome, found = lookup()
+    value = None if found is not None else _unwrap(outcome.value)
+    if found is None and value is None:  # a foreign entry under our key: drop it and compute afresh
+        store.delete(key, namespace=namespace)
+        outcome, found = lookup()
+        value = None if found is not None else _unwrap(outcome.value)
+        if found is None and value is None:
+            return uncached(compute, "cache entry unreadable")
+    if found is not None:
         return Part(_unwrap(found.value), "hit", tier=found.tier, saved_s=found.saved_seconds, key=found.key,
                     near_db=found.db)
     if near is not None:
         near_match.remember(store, near, **flight)
-    value = _unwrap(outcome.value)
-    if value is None:  # a foreign entry under our key: drop it and compute afresh
-        store.delete(key, namespace=namespace)
-        outcome = store.get_or_compute(key, produce, **flight)
-        value = _unwrap(outcome.value)
-        if value is None:
-            return uncached(compute, "cache entry unreadable")
     if outcome.hit:
         return Part(value, "hit", tier=outcome.tier, saved_s=outcome.saved_seconds, key=key)
     return Part(value, "miss", compute_s=timing.get("s", outcome.compute_seconds),
