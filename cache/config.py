@@ -29,10 +29,13 @@ GB = 2**30
 MB = 2**20
 ENV_PREFIX = "RECALL_"
 BACKENDS = ("local", "redis")
+MATCH_MODES = ("exact", "near")
+NEAR_PSNR_PRESETS = (40.0, 45.0, 50.0)   # what Settings and the nodes offer; the config takes any in range
+NEAR_PSNR_RANGE = (30.0, 80.0)
 
 # settings the UI may change while ComfyUI runs (the rest need a restart)
 RUNTIME_KEYS = ("enabled", "vram_entries", "vram_bytes", "ram_bytes", "disk_bytes", "ttl_minutes",
-                "text_ttl_minutes", "disk_ttl_hours", "preferred_images")
+                "text_ttl_minutes", "disk_ttl_hours", "preferred_images", "match", "near_psnr_db")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class CacheConfig:
     wrap_core_encoders: bool = False
     ddim_in_ksampler: bool = False
     node_rules: tuple = field(default=())
+    match: str = "exact"            # "near": an image-pixel encode may reuse a verified near-identical image's
+    near_psnr_db: float = 45.0      # the lowest thumbnail PSNR a near match accepts
 
     def replace(self, changes: Mapping[str, Any], source: str = "settings") -> "CacheConfig":
         """A new config with validated changes (same messages as load_config)."""
@@ -201,6 +206,16 @@ def _parse(key: str, value: Any, source: str, env: bool = False) -> Any:
         if value not in BACKENDS:
             raise _fail(key, value, " or ".join(BACKENDS), source)
         return value
+    if key == "match":
+        if value not in MATCH_MODES:
+            raise _fail(key, value, " or ".join(MATCH_MODES), source)
+        return value
+    if key == "near_psnr_db":
+        low, high = NEAR_PSNR_RANGE
+        number = _parse_number(key, value, source, float)
+        if not low <= number <= high:
+            raise _fail(key, value, f"a PSNR in dB from {low:g} to {high:g} (presets: 40, 45, 50)", source)
+        return float(number)
     if key == "redis_url":
         if not isinstance(value, str) or not re.match(r"(redis|rediss|unix)://", value):
             raise _fail(key, value, "a URL starting with redis://, rediss:// or unix://", source)

@@ -116,11 +116,13 @@ class TieredStore:
             c[2] += saved
 
     # -- lookups ---------------------------------------------------------------------
-    def get(self, key: str, *, namespace: str = SHARED_NAMESPACE, to_device=None) -> Hit | None:
-        found = self._lookup(key, namespace, to_device)
+    def get(self, key: str, *, namespace: str = SHARED_NAMESPACE, to_device=None, count: bool = True) -> Hit | None:
+        """count=False: a look-up made on behalf of another one (near matching reads a candidate), left
+        out of the hit/miss counts."""
+        found = self._lookup(key, namespace, to_device, count)
         return None if found is None else found[0]
 
-    def _lookup(self, key: str, namespace: str, to_device):
+    def _lookup(self, key: str, namespace: str, to_device, count: bool = True):
         """(Hit, the tier's own value, its meta) or None."""
         if not self.enabled:
             return None
@@ -135,9 +137,11 @@ class TieredStore:
                 continue
             if i > 0:  # the tiers above get the tier's own value, never the caller's copy
                 self._promote(self.tiers[:i], namespace, key, entry.value, entry.meta)
-            self._count(namespace, True, entry.meta.compute_seconds)
+            if count:
+                self._count(namespace, True, entry.meta.compute_seconds)
             return Hit(value, tier.name, entry.meta.compute_seconds), entry.value, entry.meta
-        self._count(namespace, False)
+        if count:
+            self._count(namespace, False)
         return None
 
     def _promote(self, tiers: list[Tier], namespace: str, key: str, value, meta: EntryMeta) -> None:

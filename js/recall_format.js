@@ -69,6 +69,18 @@ export function savingSummary(totals) {
   return `Recall: ${hits} ${hits === 1 ? "hit" : "hits"} · ${formatSeconds(totals?.saved_seconds)} saved since start-up`;
 }
 
+/**
+ * The near-match line of the panel (match: near), or "" when no near lookup was made:
+ * "Near matches: 3 hits (other images' encodings) · 4.1 s saved · 1 rejected by verification".
+ */
+export function nearSummary(near) {
+  const hits = Number(near?.hits) || 0;
+  const rejected = Number(near?.rejected) || 0;
+  if (hits === 0 && rejected === 0) return "";
+  return `Near matches: ${hits} ${hits === 1 ? "hit" : "hits"} (other images' encodings) · `
+    + `${formatSeconds(near?.saved_seconds)} saved · ${rejected} rejected by verification`;
+}
+
 export function tierLabel(tier) {
   return TIER_LABELS[tier] ?? String(tier ?? "?");
 }
@@ -152,6 +164,16 @@ function shorten(text, max) {
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
+/** A hit that reused a near-identical image's encoding (match: near): the event carries its PSNR. */
+export function isNearHit(event) {
+  return event?.status === "hit" && typeof event?.near_db === "number" && Number.isFinite(event.near_db);
+}
+
+/** 52.4 -> "52 dB"; the server sends 1e9 for equal thumbnails -> "identical". */
+export function nearWords(db) {
+  return db >= 1e9 ? "identical" : `${Math.round(db)} dB`;
+}
+
 export const BADGE_COLORS = {
   hit: { fg: "#ffffff", bg: "#1f7a3a" },
   miss: { fg: "#1a1a1a", bg: "#e0a526" },
@@ -169,7 +191,13 @@ export function badgeForEvent(event, maxReason = 36) {
   if (!colors) return null;
   let text;
   let title;
-  if (event.status === "hit") {
+  if (event.status === "hit" && isNearHit(event)) {
+    const db = nearWords(event.near_db);
+    text = `HIT ${tierLabel(event.tier)} · near, ${db} · saved ${formatSeconds(event.saved_s)}`;
+    title = `Recall: near match (match: near). This is the stored encoding of another, near-identical image `
+      + `(their thumbnails agree to ${db === "identical" ? "the last bit" : db}), not of this exact image; `
+      + `served from the ${tierLabel(event.tier)} cache, ${formatSeconds(event.saved_s)} of encoding saved`;
+  } else if (event.status === "hit") {
     text = `HIT ${tierLabel(event.tier)} · saved ${formatSeconds(event.saved_s)}`;
     title = `Recall: served from the ${tierLabel(event.tier)} cache, ${formatSeconds(event.saved_s)} of encoding saved`;
   } else if (event.status === "miss") {

@@ -8,7 +8,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { clearCache, getStats } from "./recall_client.js";
-import { formatBytes, formatPercent, formatSeconds, savingSummary, summarizeNamespaces, summarizeStats }
+import { formatBytes, formatPercent, formatSeconds, nearSummary, savingSummary, summarizeNamespaces, summarizeStats }
   from "./recall_format.js";
 import { debounce } from "./recall_state.js";
 import { watchSaving } from "./recall_saving_badge.js";
@@ -172,6 +172,8 @@ class RecallPanel {
         title: scope.multi_user ? "Clear your entries in every tier" : "Clear every tier",
         onclick: () => this.clear({}, scope.multi_user ? "your entries" : "everything") }, "Clear all");
       panel.append(totalCard(summary, clearAll));
+      const near = nearSummary(stats.near);
+      if (near) panel.append(el("div", { class: "recall-note", "data-field": "near" }, near));
       if (this.notice) panel.append(el("div", { class: "recall-note", "data-field": "notice", role: "status" }, this.notice));
       panel.append(el("h4", {}, "Where encodings are kept (looked up in this order)"));
       if (summary.tiers.length === 0) panel.append(el("div", { class: "recall-note" }, "No cache tier is in use."));

@@ -119,6 +119,7 @@ app.registerExtension({
     defaultValue: spec.defaultValue,
     tooltip: spec.tooltip,
     attrs: spec.attrs,
+    ...(spec.options ? { options: spec.options } : {}),
     sortOrder: spec.sortOrder,
     onChange: (value) => onDialogChange(spec, value),
   })),

@@ -55,6 +55,23 @@ export const SETTINGS = [
     name: "Disk entries: keep (hours)", label: "How long disk entries are kept",
     type: "number", defaultValue: 168, attrs: { step: 24 },
   },
+  {
+    key: "match", id: "Recall.Match.Mode", category: ["Recall", "Match", "Mode"], sortOrder: 20,
+    name: "Image look-up: exact or near", type: "combo", options: ["exact", "near"], defaultValue: "exact",
+    tooltip: "exact: only the very same pixels reuse an encoding (bit for bit; the default). near: an image that is "
+      + "nearly the same (a JPEG re-save, a pasted copy, a re-grabbed frame) reuses the stored encoding of the "
+      + "other image, once a 64-pixel thumbnail of both agrees to the PSNR below. It trades exactness for hits: "
+      + "the output is the other image's encoding. Same size, crop, encoder and settings are always required; "
+      + "a node's own 'match' input overrides this.",
+  },
+  {
+    key: "near_psnr_db", id: "Recall.Match.NearPsnr", category: ["Recall", "Match", "NearPsnr"], sortOrder: 10,
+    name: "near: accept thumbnails that agree to PSNR ≥ (dB)", type: "combo", numeric: true,
+    options: [40, 45, 50], defaultValue: 45,
+    tooltip: "Higher is stricter. Measured on 64-pixel thumbnails, so a bigger image averages more away: a JPEG "
+      + "re-save of a 512-pixel image measures about 58 dB at quality 95 and 50 dB at quality 75, of a 256-pixel "
+      + "image 51 and 45 dB. A lower value gives more near hits, each the encoding of a slightly different image.",
+  },
 ];
 
 export const SETTING_BY_KEY = Object.fromEntries(SETTINGS.map((s) => [s.key, s]));
@@ -72,6 +89,7 @@ function round2(x) {
 /** Server value -> the value the dialog shows. */
 export function toUi(spec, serverValue) {
   if (spec.type === "boolean") return Boolean(serverValue);
+  if (spec.type === "combo") return spec.numeric ? Number(serverValue) : String(serverValue);
   const n = Number(serverValue);
   return spec.unit === "GB" ? round2(n / GB) : n;
 }
@@ -79,6 +97,7 @@ export function toUi(spec, serverValue) {
 /** Dialog value -> the value POST /recall/settings takes. */
 export function toServer(spec, uiValue) {
   if (spec.type === "boolean") return Boolean(uiValue);
+  if (spec.type === "combo") return spec.numeric ? Number(uiValue) : String(uiValue);
   const n = Number(uiValue);
   return spec.unit === "GB" ? Math.round(n * GB) : n;
 }

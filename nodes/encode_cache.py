@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 from ..cache.keys import build_key
 from ..cache.names import SHARED_NAMESPACE, TIER_ORDER
-from . import events, runtime
+from . import events, near_match, runtime
 from .lib.miss_reason import explain_miss, make_label
 
 _log = logging.getLogger("recall.encode")
@@ -59,6 +59,7 @@ class Part:
     compute_s: float = 0.0
     reason: str | None = None
     key: str | None = None
+    near_db: float | None = None  # a near hit: the PSNR by which another image's encoding was accepted
 
 
 def _timed(compute: Callable[[], Any]) -> tuple[Any, float]:
@@ -75,13 +76,14 @@ def uncached(compute: Callable[[], Any], reason: str) -> Part:
 
 def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | None,
            compute: Callable[[], Any], namespace: str = SHARED_NAMESPACE, pinned: bool = False,
-           ttl_seconds: float | None = None, hints: dict | None = None) -> Part:
+           ttl_seconds: float | None = None, hints: dict | None = None, near=None) -> Part:
     """Look one encoding up; on a miss compute it (single flight per key) and store it.
 
     On a miss the caller gets the encoder's own output (the store keeps a copy); on a hit
     a copy of the stored value: either way nothing handed out shares memory with the
     cache. hints: inputs of the node that shaped the content (SVD's
     seed shapes the noisy pixels) shown in the miss explanation, not part of the key.
+    near: a near_match.Plan: an exact miss first tries a verified near-identical image.
     """
     store, off_reason = runtime.current().store_or_reason()
     if store is None:
@@ -91,16 +93,35 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
     timing = {}
 
     def produce():
+        if near is not None:
+            found = near_match.find(store, near, namespace)
+            if found is not None:
+                raise _NearHit(found)  # out of the single flight: nothing is stored under this key
         value, timing["s"] = _timed(compute)
         return value
 
-    outcome = store.get_or_compute(key, produce, namespace=namespace, label=label, pinned=pinned,
-                                   ttl_seconds=ttl_seconds)
+    flight = dict(namespace=namespace, label=label, pinned=pinned, ttl_seconds=ttl_seconds)
+    try:
+        outcome = store.get_or_compute(key, produce, **flight)
+    except _NearHit as near_hit:
+        found = near_hit.found
+        return Part(found.value, "hit", tier=found.tier, saved_s=found.saved_seconds, key=found.key,
+                    near_db=found.db)
     value = outcome.value
+    if near is not None:
+        near_match.remember(store, near, **flight)
     if outcome.hit:
         return Part(value, "hit", tier=outcome.tier, saved_s=outcome.saved_seconds, key=key)
     return Part(value, "miss", compute_s=timing.get("s", outcome.compute_seconds),
                 reason=_reason(store, namespace, key, label), key=key)
+
+
+class _NearHit(Exception):
+    """Raised inside the single flight when a verified near entry answers: nothing is stored."""
+
+    def __init__(self, found):
+        super().__init__("near hit")
+        self.found = found
 
 
 def _lowest(tiers: list) -> str | None:
@@ -129,13 +150,15 @@ def report(node_type: str, node_id, parts: Sequence[Part]) -> dict:
     statuses = {p.status for p in parts}
     status = "off" if statuses == {"off"} else "miss" if statuses & {"miss", "off"} else "hit"
     reasons = [p.reason for p in parts if p.status != "hit" and p.reason]
+    near = [p.near_db for p in parts if p.near_db is not None]
     return events.report_node(
         node_id, node_type, status,
         tier=_lowest([p.tier for p in parts if p.tier]),
         saved_s=sum(p.saved_s for p in parts),
         compute_s=sum(p.compute_s for p in parts),
         reason="; ".join(dict.fromkeys(reasons)) or None,
-        key=next((p.key for p in parts if p.key), None))
+        key=next((p.key for p in parts if p.key), None),
+        near_db=min(near) if near else None)
 
 
 # --- encoders: what the wrapped calls (nodes/encoder_calls.py) need from this module ------

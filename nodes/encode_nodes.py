@@ -8,7 +8,7 @@ identity and the call's other arguments, and the output is core's by constructio
 from __future__ import annotations
 
 from ._api import io
-from . import encode_cache, preferred_images
+from . import encode_cache, near_match, preferred_images
 from .core_nodes import run_core
 from .encoder_calls import collecting
 from .encoder_wrap import wrap_input
@@ -18,12 +18,20 @@ _node_id = encode_cache.node_id
 
 
 def run_wrapped(node_type: str, node_cls, core_id: str, *, pinned: bool = False, hints: dict | None = None,
-                **inputs) -> tuple:
-    """Run core node core_id with these inputs (encoders already wrapped); one report for all its calls."""
-    with collecting(pinned=pinned, hints=hints) as parts:
+                match: str | None = None, **inputs) -> tuple:
+    """Run core node core_id with these inputs (encoders already wrapped); one report for all its calls.
+
+    match: the node's `match` choice for its pixel encodes (near_match.OPTIONS)."""
+    with collecting(pinned=pinned, hints=hints, match=match) as parts:
         out = run_core(core_id, **inputs)
     encode_cache.report(node_type, _node_id(node_cls), parts)
     return out
+
+def match_input():
+    """The `match` input of the nodes that encode pixels: exact (default) or a verified near match."""
+    return io.Combo.Input("match", options=list(near_match.OPTIONS), default=near_match.DEFAULT, optional=True,
+                          tooltip=near_match.TOOLTIP)
+
 
 _VAE_TIP = "The VAE that encodes the pixels. Another VAE file (or a patched VAE) is a different cache entry."
 _PIXELS_TIP = ("The image (batch) to encode, looked up by its exact pixel content: the same pixels "
@@ -41,15 +49,16 @@ class RecallVAEEncode(io.ComfyNode):
             inputs=[
                 io.Image.Input("pixels", tooltip=_PIXELS_TIP),
                 io.Vae.Input("vae", tooltip=_VAE_TIP),
+                match_input(),
             ],
             outputs=[io.Latent.Output(display_name="LATENT")],
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, pixels, vae) -> io.NodeOutput:
+    def execute(cls, pixels, vae, match=near_match.DEFAULT) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped("RecallVAEEncode", cls, "VAEEncode", pinned=preferred_images.is_preferred(pixels),
-                                          pixels=pixels, vae=wrap_input(cls, vae, "vae")))
+                                          match=match, pixels=pixels, vae=wrap_input(cls, vae, "vae")))
 
 
 class RecallVAEEncodeTiled(io.ComfyNode):
@@ -71,14 +80,16 @@ class RecallVAEEncodeTiled(io.ComfyNode):
                              tooltip="Only used for video VAEs: Amount of frames to encode at a time."),
                 io.Int.Input("temporal_overlap", default=8, min=4, max=4096, step=4,
                              tooltip="Only used for video VAEs: Amount of frames to overlap."),
+                match_input(),
             ],
             outputs=[io.Latent.Output(display_name="LATENT")],
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, pixels, vae, tile_size, overlap, temporal_size=64, temporal_overlap=8) -> io.NodeOutput:
-        return io.NodeOutput(*run_wrapped("RecallVAEEncodeTiled", cls, "VAEEncodeTiled",
+    def execute(cls, pixels, vae, tile_size, overlap, temporal_size=64, temporal_overlap=8,
+                match=near_match.DEFAULT) -> io.NodeOutput:
+        return io.NodeOutput(*run_wrapped("RecallVAEEncodeTiled", cls, "VAEEncodeTiled", match=match,
                                           pinned=preferred_images.is_preferred(pixels), pixels=pixels, vae=wrap_input(cls, vae, "vae"),
                                           tile_size=tile_size, overlap=overlap, temporal_size=temporal_size,
                                           temporal_overlap=temporal_overlap))
@@ -98,14 +109,15 @@ class RecallCLIPVisionEncode(io.ComfyNode):
                 io.Combo.Input("crop", options=["center", "none"],
                                tooltip="center: crop to a centred square before resizing; none: squash. "
                                        "Changing it re-encodes."),
+                match_input(),
             ],
             outputs=[io.ClipVisionOutput.Output(display_name="CLIP_VISION_OUTPUT")],
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, clip_vision, image, crop) -> io.NodeOutput:
-        return io.NodeOutput(*run_wrapped("RecallCLIPVisionEncode", cls, "CLIPVisionEncode",
+    def execute(cls, clip_vision, image, crop, match=near_match.DEFAULT) -> io.NodeOutput:
+        return io.NodeOutput(*run_wrapped("RecallCLIPVisionEncode", cls, "CLIPVisionEncode", match=match,
                                           pinned=preferred_images.is_preferred(image), clip_vision=wrap_input(cls, clip_vision, "clip_vision"),
                                           image=image, crop=crop))
 

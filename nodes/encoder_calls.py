@@ -24,7 +24,7 @@ import torch
 
 from ..cache.keys import content_key
 from ..cache.names import SHARED_NAMESPACE
-from . import encode_cache, preferred_images, runtime
+from . import encode_cache, near_match, preferred_images, runtime
 from .lib.tensor_tree import tree_digest
 
 _log = logging.getLogger("recall.encode")
@@ -44,14 +44,15 @@ class Uncacheable(Exception):
 
 
 @contextlib.contextmanager
-def collecting(pinned: bool = False, hints: dict | None = None):
+def collecting(pinned: bool = False, hints: dict | None = None, match: str | None = None):
     """Collect the Parts of the wrapped calls made inside, instead of reporting each one.
 
     pinned: the calls' entries stay hot (the caller knows the source is a preferred image).
     hints: node inputs that shaped the pixels, for the miss explanation only (not the key).
+    match: the node's `match` choice (nodes/near_match.py OPTIONS); None or "default" defers.
     """
     outer = getattr(_local, "collector", None)
-    collector = _local.collector = {"parts": [], "pinned": pinned, "hints": hints}
+    collector = _local.collector = {"parts": [], "pinned": pinned, "hints": hints, "match": match}
     try:
         yield collector["parts"]
     finally:
@@ -97,8 +98,11 @@ def _part(kind, encoder, method, args, kwargs, identity, ignore, compute, uncach
         return encode_cache.uncached(compute, str(exc))
     except Exception as exc:  # runtime broken: behave like the cache being off
         return encode_cache.uncached(compute, f"cache unavailable: {exc}")
+    near = near_match.query(kind, encoder, method, args, kwargs, views, contents, encoder_id, params, namespace,
+                            _collector_value("match"))
     return encode_cache.cached(kind, contents=contents, encoder=encoder_id, params=params, compute=compute,
-                               namespace=namespace, pinned=_pinned(tensors), ttl_seconds=ttl, hints=_hints())
+                               namespace=namespace, pinned=_pinned(tensors), ttl_seconds=ttl, hints=_hints(),
+                               near=near)
 
 
 def describe(method: Callable, encoder, args: tuple, kwargs: dict, ignore: tuple = (), views: dict | None = None):
@@ -159,8 +163,12 @@ def _namespace(kind: str):
 
 
 def _hints() -> dict | None:
+    return _collector_value("hints")
+
+
+def _collector_value(name: str):
     collector = getattr(_local, "collector", None)
-    return None if collector is None else collector["hints"]
+    return None if collector is None else collector.get(name)
 
 
 def _pinned(tensors) -> bool:

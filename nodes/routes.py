@@ -1,6 +1,7 @@
 """HTTP routes under /recall/ for the frontend (js/): statistics, clearing, settings, sessions.
 
     GET  /recall/stats     per tier and namespace: entries, bytes, hits, misses, evictions, saved_seconds;
+                           "near": {hits, rejected, stale, saved_seconds, indexed} of match: near;
                            totals (entries counted once, copies), tier health, the machine's sizes
     POST /recall/clear     {} everything | {"tier": "ram"} | {"namespace": "shared"} | both
     GET  /recall/settings  the settings that change at runtime (enable, caps, lifetimes)
@@ -186,6 +187,9 @@ class RecallRoutes:
             # (the settings refuse a cap larger than the memory or disk it is a cap of)
             "health": {tier: health.get(tier, "up") for tier in tiers},
             "limits": self._optional(self.runtime, "capacity_limits", {}),
+            # match: near: lookups an exact miss turned into a verified near hit (shared image encodings;
+            # those lookups are also counted as misses above, being exact misses)
+            "near": self._optional(self.runtime, "near_stats", {}),
             "namespaces": {ns: {k: c.get(k, 0) for k in ("hits", "misses", "saved_seconds")}
                            for ns, c in lookups.items()},
             "scope": {"multi_user": self.multi_user, "namespaces": namespaces, "clearable": clearable},

@@ -22,7 +22,7 @@ from ..cache.config import RUNTIME_KEYS, CacheConfig, build_store, describe, loa
 from ..cache.entry_count import DistinctEntries
 from ..cache.errors import CacheConfigError
 from ..cache.names import DISK, RAM, VRAM
-from . import events, preferred_images, prompt_owner
+from . import events, near_match, preferred_images, prompt_owner
 
 _log = logging.getLogger("recall")
 
@@ -223,6 +223,10 @@ class Runtime:
 
     def stats(self) -> dict:
         return self.store.stats()
+
+    def near_stats(self) -> dict:
+        """match: near counts: near hits (apart from exact ones), candidates rejected by verification."""
+        return near_match.stats()
 
     def distinct_entries(self, namespaces=None) -> int:
         """Entries counted once: an encoding kept in RAM and on disk is one entry with two copies."""

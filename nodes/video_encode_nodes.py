@@ -18,7 +18,8 @@ import torch
 
 from ._api import io
 from . import encode_cache, preferred_images
-from .encode_nodes import run_wrapped
+from . import near_match
+from .encode_nodes import match_input, run_wrapped
 from .encoder_wrap import wrap_input
 
 CATEGORY = encode_cache.CATEGORY
@@ -67,6 +68,7 @@ class RecallSVDImg2VidConditioning(io.ComfyNode):
                              tooltip="Used only when augmentation_level > 0: seeds the augmentation noise, which "
                                      "makes it reproducible and cacheable (the core node's noise is unseeded). "
                                      "Ignored, and not part of the cache key, when augmentation_level is 0."),
+                match_input(),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="positive"),
@@ -78,11 +80,11 @@ class RecallSVDImg2VidConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip_vision, init_image, vae, width, height, video_frames, motion_bucket_id, fps,
-                augmentation_level, seed=0) -> io.NodeOutput:
+                augmentation_level, seed=0, match=near_match.DEFAULT) -> io.NodeOutput:
         noisy = augmentation_level > 0
         with seeded(seed if noisy else None, init_image.device):
             out = run_wrapped("RecallSVDImg2VidConditioning", cls, "SVD_img2vid_Conditioning",
-                              pinned=preferred_images.is_preferred(init_image),
+                              pinned=preferred_images.is_preferred(init_image), match=match,
                               hints={"seed": seed, "augmentation_level": augmentation_level} if noisy else None,
                               clip_vision=wrap_input(cls, clip_vision, "clip_vision"),
                               init_image=init_image, vae=wrap_input(cls, vae, "vae"), width=width, height=height,
@@ -134,6 +136,7 @@ class RecallWanImageToVideo(io.ComfyNode):
                                           tooltip="Optional CLIP vision output of the start image, passed through."),
                 io.Image.Input("start_image", optional=True,
                                tooltip="The first frame(s); looked up by exact pixel content after resizing."),
+                match_input(),
             ],
             outputs=list(_OUTPUTS),
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
@@ -141,9 +144,10 @@ class RecallWanImageToVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, start_image=None,
-                clip_vision_output=None) -> io.NodeOutput:
+                clip_vision_output=None, match=near_match.DEFAULT) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped(
             "RecallWanImageToVideo", cls, "WanImageToVideo", pinned=preferred_images.is_preferred(start_image),
+            match=match,
             hints=_clip_hints(width, height, length),
             positive=positive, negative=negative, vae=wrap_input(cls, vae, "vae"), width=width, height=height, length=length,
             batch_size=batch_size, start_image=start_image, clip_vision_output=clip_vision_output))
@@ -165,6 +169,7 @@ class RecallWanFirstLastFrameToVideo(io.ComfyNode):
                                           tooltip="Optional CLIP vision output of the last frame."),
                 io.Image.Input("start_image", optional=True, tooltip="First frame(s); keyed by pixel content."),
                 io.Image.Input("end_image", optional=True, tooltip="Last frame(s); keyed by pixel content."),
+                match_input(),
             ],
             outputs=list(_OUTPUTS),
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
@@ -172,10 +177,10 @@ class RecallWanFirstLastFrameToVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, start_image=None, end_image=None,
-                clip_vision_start_image=None, clip_vision_end_image=None) -> io.NodeOutput:
+                clip_vision_start_image=None, clip_vision_end_image=None, match=near_match.DEFAULT) -> io.NodeOutput:
         pinned = preferred_images.is_preferred(start_image) or preferred_images.is_preferred(end_image)
         return io.NodeOutput(*run_wrapped(
-            "RecallWanFirstLastFrameToVideo", cls, "WanFirstLastFrameToVideo", pinned=pinned,
+            "RecallWanFirstLastFrameToVideo", cls, "WanFirstLastFrameToVideo", pinned=pinned, match=match,
             hints=_clip_hints(width, height, length),
             positive=positive, negative=negative, vae=wrap_input(cls, vae, "vae"), width=width, height=height, length=length,
             batch_size=batch_size, start_image=start_image, end_image=end_image,

@@ -8,7 +8,8 @@ is the loaded encoder itself for every other purpose (nodes/encoder_wrap.py).
 from __future__ import annotations
 
 from ._api import io
-from . import encode_cache
+from . import encode_cache, near_match
+from .encode_nodes import match_input
 from .encoder_wrap import wrap_input
 
 CATEGORY = encode_cache.CATEGORY
@@ -27,14 +28,15 @@ class RecallVAE(io.ComfyNode):
             category=CATEGORY,
             description=_AFTER.format(what="VAE") + "Its encode and encode_tiled calls are looked up by the "
                         "exact pixels, the VAE's identity and the tile settings; decoding is unchanged.",
-            inputs=[io.Vae.Input("vae", tooltip="The VAE from a loader (Load VAE, Load Checkpoint). " + _AFTER.format(what="VAE"))],
+            inputs=[io.Vae.Input("vae", tooltip="The VAE from a loader (Load VAE, Load Checkpoint). " + _AFTER.format(what="VAE")),
+                    match_input()],
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
             outputs=[io.Vae.Output(display_name="VAE", tooltip="The same VAE, with its encodes cached.")],
         )
 
     @classmethod
-    def execute(cls, vae) -> io.NodeOutput:
-        return io.NodeOutput(wrap_input(cls, vae, "vae"))
+    def execute(cls, vae, match=near_match.DEFAULT) -> io.NodeOutput:
+        return io.NodeOutput(near_match.with_match(wrap_input(cls, vae, "vae"), match))
 
 
 class RecallCLIPVision(io.ComfyNode):
@@ -47,15 +49,16 @@ class RecallCLIPVision(io.ComfyNode):
             description=_AFTER.format(what="CLIP vision model") + "Its encode_image calls are looked up by "
                         "the exact pixels, the model's identity and the crop setting.",
             inputs=[io.ClipVision.Input("clip_vision", tooltip="The CLIP vision model from Load CLIP Vision. "
-                                                              + _AFTER.format(what="CLIP vision model"))],
+                                                              + _AFTER.format(what="CLIP vision model")),
+                    match_input()],
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
             outputs=[io.ClipVision.Output(display_name="CLIP_VISION",
                                           tooltip="The same CLIP vision model, with its encodes cached.")],
         )
 
     @classmethod
-    def execute(cls, clip_vision) -> io.NodeOutput:
-        return io.NodeOutput(wrap_input(cls, clip_vision, "clip_vision"))
+    def execute(cls, clip_vision, match=near_match.DEFAULT) -> io.NodeOutput:
+        return io.NodeOutput(near_match.with_match(wrap_input(cls, clip_vision, "clip_vision"), match))
 
 
 class RecallCLIP(io.ComfyNode):

@@ -149,3 +149,24 @@ test("an off badge points at the dialog switch, not at a config file", () => {
   assert.match(badge.title, /Settings → Recall/);
   assert.doesNotMatch(badge.title, /config/);
 });
+
+test("a near hit is said as near, with its PSNR, on the badge and in its title", () => {
+  const badge = badgeForEvent({ status: "hit", tier: "ram", saved_s: 4.2, near_db: 52.4 });
+  assert.equal(badge.text, "HIT RAM · near, 52 dB · saved 4.2 s");
+  assert.match(badge.title, /another, near-identical image/);
+  assert.equal(badgeForEvent({ status: "hit", tier: "disk", saved_s: 1, near_db: 1e9 }).text,
+    "HIT Disk · near, identical · saved 1.0 s");
+});
+
+test("an exact hit (near_db null) reads as before", () => {
+  assert.equal(badgeForEvent({ status: "hit", tier: "ram", saved_s: 4.2, near_db: null }).text,
+    "HIT RAM · saved 4.2 s");
+});
+
+test("near hits are counted apart in the panel, and say nothing when there were none", async () => {
+  const { nearSummary } = await import("../../js/recall_format.js");
+  assert.equal(nearSummary({ hits: 0, rejected: 0 }), "");
+  assert.equal(nearSummary(undefined), "");
+  assert.equal(nearSummary({ hits: 3, rejected: 1, saved_seconds: 4.1 }),
+    "Near matches: 3 hits (other images' encodings) · 4.1 s saved · 1 rejected by verification");
+});

@@ -87,3 +87,14 @@ test("uiValuesFromServer skips keys the server does not report", () => {
   const values = uiValuesFromServer({ enabled: false, ram_bytes: GB });
   assert.deepEqual(values, [{ id: "Recall.Cache.Enabled", value: false }, { id: "Recall.Cache.RamGB", value: 1 }]);
 });
+
+test("the match settings travel as the server's words and numbers", () => {
+  const mode = SETTING_BY_KEY.match;
+  const psnr = SETTING_BY_KEY.near_psnr_db;
+  assert.deepEqual(mode.options, ["exact", "near"]);
+  assert.deepEqual(psnr.options, [40, 45, 50]);
+  assert.deepEqual(settingChange(mode, "near", { match: "exact" }), { changes: { match: "near" } });
+  assert.equal(settingChange(mode, "exact", { match: "exact" }), null);
+  assert.deepEqual(settingChange(psnr, 50, { near_psnr_db: 45.0 }), { changes: { near_psnr_db: 50 } });
+  assert.match(mode.tooltip, /other image's encoding/);
+});
