@@ -140,12 +140,12 @@ def ensure_models(install: ComfyUIInstall, names=None) -> dict:
     """name -> Path of each random-weight model file, building missing ones (cached, locked)."""
     sys.path.insert(0, str(HARNESS_DIR))
     try:
-        from make_models import MODELS
+        from make_models import ALL_MODELS, MODELS
     finally:
         sys.path.remove(str(HARNESS_DIR))
-    names = list(names or MODELS)
+    names = list(names or MODELS)  # the larger EXTRA_MODELS only when named
     out = models_dir()
-    paths = {name: out / MODELS[name][0] / MODELS[name][1] for name in names}
+    paths = {name: out / ALL_MODELS[name][0] / ALL_MODELS[name][1] for name in names}
     missing = [name for name, path in paths.items() if not path.exists()]
     if missing:
         began = time.monotonic()

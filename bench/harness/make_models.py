@@ -29,6 +29,10 @@ MODELS = {
 # larger files that one test file needs.
 EXTRA_MODELS = {
     "wan22_vae": ("vae", "recall_test_wan22_vae.safetensors", 2201),
+    # ViT-H/14 at its real size (632M parameters, 1.26 GB fp16): ComfyUI tells ViT-H by a 31st layer.
+    "clip_vision_h": ("clip_vision", "recall_test_clip_vision_vit_h14.safetensors", 1402),
+    # HunyuanVideo's causal 3D AutoencoderKL (16 latent channels, 4x time, 8x space compression).
+    "hunyuan_video_vae": ("vae", "recall_test_hunyuan_video_vae.safetensors", 3101),
 }
 
 ALL_MODELS = {**MODELS, **EXTRA_MODELS}
@@ -45,6 +49,8 @@ SD15_UNET = {"use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_c
              "use_temporal_attention": False, "use_temporal_resblock": False}
 WAN22_VAE = {"dim": 160, "z_dim": 48, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_scales": [],
              "temperal_downsample": [False, True, True], "dropout": 0.0}  # ComfyUI's Wan 2.2 ddconfig
+# ComfyUI's HunyuanVideo VAE ddconfig (the branch that a "decoder.conv_in.conv.weight" key selects).
+HUNYUAN_VIDEO_VAE = {**SD_VAE_DDCONFIG, "z_channels": 16, "conv3d": True, "time_compress": 4}
 WAN21_VAE = {"dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_scales": [],
              "temperal_downsample": [False, True, True], "dropout": 0.0}
 
@@ -83,12 +89,19 @@ def wan22_vae_layout() -> dict:
         return _shapes(comfy.ldm.wan.vae2_2.WanVAE(**WAN22_VAE))
 
 
-def clip_vision_layout(comfy_root: Path) -> dict:
+def hunyuan_video_vae_layout() -> dict:
+    import torch
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+    with torch.device("meta"):
+        return _shapes(AutoencoderKL(ddconfig=dict(HUNYUAN_VIDEO_VAE), embed_dim=16))
+
+
+def clip_vision_layout(comfy_root: Path, config_name: str = "clip_vision_config_vitl.json") -> dict:
     import json
     import torch
     import comfy.clip_model
     import comfy.ops
-    config = json.loads((comfy_root / "comfy" / "clip_vision_config_vitl.json").read_text())
+    config = json.loads((comfy_root / "comfy" / config_name).read_text())
     with torch.device("meta"):
         model = comfy.clip_model.CLIPVisionModelProjection(config, torch.float32, "meta", comfy.ops.manual_cast)
     return _shapes(model)
@@ -123,8 +136,12 @@ def layout(name: str, comfy_root: Path) -> dict:
         return wan21_vae_layout()
     if name == "wan22_vae":
         return wan22_vae_layout()
+    if name == "hunyuan_video_vae":
+        return hunyuan_video_vae_layout()
     if name == "clip_vision":
         return clip_vision_layout(comfy_root)
+    if name == "clip_vision_h":
+        return clip_vision_layout(comfy_root, "clip_vision_config_h.json")
     if name == "sd15_checkpoint":
         out = {}
         for prefix, part in (("model.diffusion_model.", sd15_unet_layout()),

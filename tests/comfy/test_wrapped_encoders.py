@@ -22,6 +22,9 @@ _MODULES = {
     "SV3D_Conditioning": "comfy_extras.nodes_stable3d",
     "SVD_img2vid_Conditioning": "comfy_extras.nodes_video_model",
     "CosmosPredict2ImageToVideoLatent": "comfy_extras.nodes_cosmos",
+    "HunyuanImageToVideo": "comfy_extras.nodes_hunyuan",
+    "TextEncodeQwenImageEdit": "comfy_extras.nodes_qwen",
+    "TextEncodeQwenImageEditPlus": "comfy_extras.nodes_qwen",
 }
 
 
