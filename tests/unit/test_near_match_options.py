@@ -6,14 +6,19 @@ import torch
 
 from recall_pack.cache.config import CacheConfig
 from recall_pack.nodes import near_match
+from support.recall_runtime import use_runtime
 
 
 @pytest.fixture
-def config(monkeypatch):
+def config():
     holder = types.SimpleNamespace(config=CacheConfig())
     from recall_pack.nodes import runtime
-    monkeypatch.setattr(runtime, "get_config", lambda: holder.config)
-    return holder
+
+    class HolderRuntime(runtime.Runtime):
+        config = property(lambda self: holder.config)
+
+    with use_runtime(HolderRuntime()):
+        yield holder
 
 
 class Encoder:

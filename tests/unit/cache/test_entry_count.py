@@ -1,10 +1,10 @@
 """Entries counted once across the local tiers, without walking the disk tier's keys."""
 import torch
 
-from cache.disk import DiskTier
-from cache.entry_count import DistinctEntries
-from cache.memory import MemoryTier
-from cache.tier import EntryMeta
+from recall_pack.cache.disk import DiskTier
+from recall_pack.cache.entry_count import DistinctEntries
+from recall_pack.cache.memory import MemoryTier
+from recall_pack.cache.tier import EntryMeta
 
 
 def _meta(label="x"):
