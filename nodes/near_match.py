@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
 import weakref
+from pathlib import Path
 
 import torch
 
@@ -43,8 +43,6 @@ PIXEL_ARGS = {"vae_encode": "pixel_samples", "vae_encode_tiled": "pixel_samples"
 MAX_FRAMES = 64    # a longer clip is looked up exactly: its thumbnails would cost more than they save
 
 _overrides: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # wrapped encoder -> (mode, db)
-_lock = threading.Lock()
-_matcher: NearMatcher | None = None
 
 
 def parse(option) -> tuple[str, float] | None:
@@ -141,23 +139,21 @@ class Plan:
         return self._query
 
 
+def build_matcher(config, disk_dir) -> NearMatcher:
+    """A matcher whose index sits beside the disk tier (in memory without one); the Runtime owns it."""
+    path = None
+    if config.disk_bytes > 0:
+        path = Path(config.disk_dir or disk_dir) / "near-index-v1.sqlite"
+    try:
+        index = NearIndex(path)
+    except Exception as exc:  # an unwritable folder: near matching still works for this session
+        _log.warning("[Recall] near match: cannot open the index at %s (%s); keeping it in memory.", path, exc)
+        index = NearIndex(None)
+    return NearMatcher(index)
+
+
 def matcher() -> NearMatcher:
-    """The one matcher of this process; its index sits beside the disk tier (in memory without one)."""
-    global _matcher
-    with _lock:
-        if _matcher is None:
-            config = runtime.current().config
-            path = None
-            if config.disk_bytes > 0:
-                from pathlib import Path
-                path = Path(config.disk_dir or runtime.default_disk_dir()) / "near-index-v1.sqlite"
-            try:
-                index = NearIndex(path)
-            except Exception as exc:  # an unwritable folder: near matching still works for this session
-                _log.warning("[Recall] near match: cannot open the index at %s (%s); keeping it in memory.", path, exc)
-                index = NearIndex(None)
-            _matcher = NearMatcher(index)
-        return _matcher
+    return runtime.current().near_matcher
 
 
 def find(store, near: Plan, namespace: str, readable=lambda value: value is not None):
@@ -177,23 +173,6 @@ def remember(store, near: Plan, **flight) -> None:
             m.remember(store, near.built(), **flight)
     except Exception as exc:
         _log.warning("[Recall] near match: could not keep a thumbnail for later near hits: %s", exc)
-
-
-def stats() -> dict:
-    """Near-match counts for the stats route; zeros before the first near lookup."""
-    with _lock:
-        m = _matcher
-    if m is None:
-        return {"hits": 0, "rejected": 0, "stale": 0, "saved_seconds": 0.0, "indexed": 0}
-    return m.stats()
-
-
-def reset_for_tests() -> None:
-    global _matcher
-    with _lock:
-        if _matcher is not None:
-            _matcher.index.close()
-        _matcher = None
 
 
 def said(db: float) -> str:

@@ -157,6 +157,7 @@ class Runtime:
         self._namespace, self._build_store = namespace, build_store
         self._warned: set[str] = set()
         self._distinct = DistinctEntries()
+        self._near = None
 
     @property
     def config(self) -> CacheConfig:
@@ -224,9 +225,22 @@ class Runtime:
     def stats(self) -> dict:
         return self.store.stats()
 
+    @property
+    def near_matcher(self):
+        """The near-match index and counts (nodes/near_match.py), built on the first near lookup."""
+        with self._lock:
+            if self._near is None:
+                self._near = near_match.build_matcher(self.config, default_disk_dir())
+            return self._near
+
     def near_stats(self) -> dict:
-        """match: near counts: near hits (apart from exact ones), candidates rejected by verification."""
-        return near_match.stats()
+        """match: near counts: near hits (apart from exact ones), candidates rejected by verification;
+        zeros before the first near lookup."""
+        with self._lock:
+            matcher = self._near
+        if matcher is None:
+            return {"hits": 0, "rejected": 0, "stale": 0, "saved_seconds": 0.0, "indexed": 0}
+        return matcher.stats()
 
     def distinct_entries(self, namespaces=None) -> int:
         """Entries counted once: an encoding kept in RAM and on disk is one entry with two copies."""
@@ -269,8 +283,11 @@ class Runtime:
     def close(self) -> None:
         with self._lock:
             store, self._store = self._store, None
+            matcher, self._near = self._near, None
         if store is not None:
             store.close()
+        if matcher is not None:
+            matcher.index.close()
 
 
 _install_lock = threading.Lock()

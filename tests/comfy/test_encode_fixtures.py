@@ -47,8 +47,9 @@ def recall(tmp_path, monkeypatch):
 
     holder.rebuild = rebuild
     holder.last = lambda: holder.reports[-1][1]
-    with use_runtime(HolderRuntime(namespace=lambda: holder.namespace)):
+    with use_runtime(HolderRuntime(namespace=lambda: holder.namespace)) as rt:
         yield holder
+    rt.close()  # what it built itself (the near index); the holder's store is closed below
     holder.store.close()
 
 

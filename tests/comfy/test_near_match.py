@@ -18,20 +18,14 @@ NEAR_40 = "near: PSNR ≥ 40 dB"
 
 @pytest.fixture
 def near(recall):
-    """The recall fixture with the config set to match: near at 40 dB and a fresh near index."""
-    from recall_pack.nodes import near_match
-    near_match.reset_for_tests()
+    """The recall fixture (its own runtime, so a fresh near index) with match: near at 40 dB."""
     recall.config = recall.config.replace({"match": "near", "near_psnr_db": 40})
-    yield recall
-    near_match.reset_for_tests()
+    return recall
 
 
 @pytest.fixture
 def exact(recall):
-    from recall_pack.nodes import near_match
-    near_match.reset_for_tests()
-    yield recall
-    near_match.reset_for_tests()
+    return recall
 
 
 def core_vae_encode(vae, pixels):
@@ -65,8 +59,8 @@ def test_jpeg_copy_hits_under_near_with_the_cached_latent_bit_for_bit(near, sd_v
     assert calls == []
     assert_trees_equal(out, first)
     assert_trees_equal(out, expected)
-    from recall_pack.nodes import near_match
-    assert near_match.stats()["hits"] == 1
+    from recall_pack.nodes import runtime
+    assert runtime.current().near_stats()["hits"] == 1
 
 
 def test_same_hash_impostor_never_hits(near, sd_vae):
