@@ -152,9 +152,3 @@ def is_preferred(image: torch.Tensor | None) -> bool:
         return False
     keys = preferred_keys()
     return bool(keys) and content_key(image) in keys
-
-
-def reset_for_tests() -> None:
-    with _lock:
-        _state.update(signature=None, keys=frozenset(), pending=None)
-        _warned.clear()

@@ -106,9 +106,3 @@ def owner_of(prompt_id) -> str | None:
         return None
     with _lock:
         return _owners.get(str(prompt_id))
-
-
-def reset_for_tests() -> None:
-    with _lock:
-        _owners.clear()
-    _installed_on.clear()

@@ -27,9 +27,10 @@ def input_dir(tmp_path, monkeypatch):
     fp.get_input_directory = lambda: str(folder)
     fp.get_annotated_filepath = lambda name: str(folder / name)
     monkeypatch.setitem(sys.modules, "folder_paths", fp)
-    pi.reset_for_tests()
+    # the module's state is per process: a fresh one for each test
+    monkeypatch.setattr(pi, "_state", {"signature": None, "keys": frozenset(), "pending": None})
+    monkeypatch.setattr(pi, "_warned", set())
     yield folder
-    pi.reset_for_tests()
 
 
 @pytest.mark.parametrize("name", ["ok.png", "sub/b.png"])

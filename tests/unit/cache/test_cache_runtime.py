@@ -51,6 +51,17 @@ def comfy(monkeypatch, tmp_path):
         sys.modules.pop(name, None)
 
 
+@pytest.fixture
+def owners(comfy, monkeypatch):
+    """prompt_owner with no prompt recorded and no server hooked (its state is per process)."""
+    from collections import OrderedDict
+
+    from recall_pack.nodes import prompt_owner
+    monkeypatch.setattr(prompt_owner, "_owners", OrderedDict())
+    monkeypatch.setattr(prompt_owner, "_installed_on", set())
+    return prompt_owner
+
+
 def test_defaults_without_a_config_file(comfy):
     config = runtime.current().config
     assert config.enabled and config.backend == "local"
@@ -117,9 +128,8 @@ def _queue(prompt_owner, headers, body, users=("alice", "bob")):
         prompt_owner._request.reset(token)
 
 
-def test_namespace_is_the_user_who_queued_the_prompt_never_the_client_id(comfy):
-    from recall_pack.nodes import prompt_owner
-    prompt_owner.reset_for_tests()
+def test_namespace_is_the_user_who_queued_the_prompt_never_the_client_id(comfy, owners):
+    prompt_owner = owners
     comfy.args.multi_user = True
     alice = _queue(prompt_owner, {"comfy-user": "alice"}, {"prompt": {}, "client_id": "bob-tab"})
     bob = _queue(prompt_owner, {"comfy-user": "bob"}, {"prompt": {}, "client_id": "bob-tab"})
@@ -129,9 +139,8 @@ def test_namespace_is_the_user_who_queued_the_prompt_never_the_client_id(comfy):
     assert runtime.current().namespace() == "user:bob"
 
 
-def test_a_prompt_id_of_another_user_is_replaced(comfy):
-    from recall_pack.nodes import prompt_owner
-    prompt_owner.reset_for_tests()
+def test_a_prompt_id_of_another_user_is_replaced(comfy, owners):
+    prompt_owner = owners
     comfy.args.multi_user = True
     bob = _queue(prompt_owner, {"comfy-user": "bob"}, {"prompt": {}, "prompt_id": "p-bob"})
     stolen = _queue(prompt_owner, {"comfy-user": "alice"}, {"prompt": {}, "prompt_id": "p-bob"})
@@ -139,9 +148,8 @@ def test_a_prompt_id_of_another_user_is_replaced(comfy):
     assert prompt_owner.owner_of("p-bob") == "bob" and prompt_owner.owner_of(stolen) == "alice"
 
 
-def test_unknown_users_and_unrecorded_prompts_are_each_their_own_namespace(comfy):
-    from recall_pack.nodes import prompt_owner
-    prompt_owner.reset_for_tests()
+def test_unknown_users_and_unrecorded_prompts_are_each_their_own_namespace(comfy, owners):
+    prompt_owner = owners
     comfy.args.multi_user = True
     first = _queue(prompt_owner, {"comfy-user": "mallory"}, {"prompt": {}, "prompt_id": "x"})
     second = _queue(prompt_owner, {}, {"prompt": {}, "prompt_id": "x"})
