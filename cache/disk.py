@@ -167,6 +167,12 @@ class DiskTier(DiskWrites, Tier):
 
     def purge_expired(self, batch: int = 1000) -> int:
         """Remove every expired entry (each costs O(log n); live entries are not read)."""
+        return self._drop_in_batches("expire entries", lambda db, n: db.expired(self.clock(), self.ttl_seconds, n),
+                                     batch, evictions=True)
+
+    def _drop_in_batches(self, action: str, select, batch: int, *, evictions: bool) -> int:
+        """Drop what select(db, batch) returns, one transaction a batch (lookups get through in
+        between), until a batch comes back short; returns how many stored entries went."""
         removed = 0
         while True:
             with self._lock:
@@ -175,13 +181,15 @@ class DiskTier(DiskWrites, Tier):
                     return removed
                 try:
                     with db.write():
-                        gone = self._drop(db, db.expired(self.clock(), self.ttl_seconds, batch))
+                        rows = select(db, batch)
+                        gone = self._drop(db, rows)
                 except _DB_ERRORS as exc:
-                    self._db_failure("expire entries", exc)
+                    self._db_failure(action, exc)
                     return removed
-                self._count_evicted(gone)
+                if evictions:
+                    self._count_evicted(gone)
             removed += len(gone)
-            if len(gone) < batch:
+            if len(rows) < batch:
                 return removed
 
     # -- the interface -------------------------------------------------------------------
@@ -323,21 +331,7 @@ class DiskTier(DiskWrites, Tier):
         return False
 
     def clear(self, namespace: str | None = None) -> int:
-        removed = 0
-        while True:
-            with self._lock:  # in batches, so lookups get through a clear of a big cache
-                db = self._index()
-                if db is None:
-                    return removed
-                try:
-                    with db.write():
-                        rows = db.namespace_rows(namespace, 500)
-                        removed += len(self._drop(db, rows))
-                except _DB_ERRORS as exc:
-                    self._db_failure("clear", exc)
-                    return removed
-            if len(rows) < 500:
-                return removed
+        return self._drop_in_batches("clear", lambda db, n: db.namespace_rows(namespace, n), 500, evictions=False)
 
     def keys(self, namespace: str) -> list[str]:
         self.purge_expired()
