@@ -160,3 +160,13 @@ def write_input_image(input_dir: Path, name: str, width: int = 64, height: int =
     Path(input_dir).mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels, "RGB").save(Path(input_dir) / name)
     return name
+
+
+def create_users(url: str, names) -> dict:
+    """{name: user id} of users made through a --multi-user server's POST /users."""
+    users = {}
+    for name in names:
+        answer = requests.post(url + "/users", json={"username": name}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        users[name] = answer.json()
+    return users

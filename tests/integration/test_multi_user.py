@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from recall_pack.bench.harness.comfy_client import ComfyClient
+from recall_pack.bench.harness.comfy_client import ComfyClient, create_users
 from recall_pack.bench.harness.comfy_server import start_server
 
 
@@ -20,11 +20,7 @@ def multi(comfyui, tmp_path_factory):
     srv = start_server(comfyui.path, comfyui.python, tmp_path_factory.mktemp("multi-user"), {},
                        extra_args=["--multi-user", "--cache-none"])
     try:
-        users = {}
-        for name in ("alice", "bob"):
-            answer = requests.post(srv.url + "/users", json={"username": name}, timeout=30)
-            assert answer.status_code == 200, answer.text
-            users[name] = answer.json()
+        users = create_users(srv.url, ("alice", "bob"))
         yield srv, users
     finally:
         srv.stop()

@@ -12,7 +12,7 @@ import uuid
 import pytest
 import requests
 
-from recall_pack.bench.harness.comfy_client import ComfyClient, write_input_image
+from recall_pack.bench.harness.comfy_client import ComfyClient, create_users, write_input_image
 from recall_pack.bench.harness.comfy_server import start_server
 
 GB = 2**30
@@ -180,11 +180,7 @@ def multi(comfyui, tmp_path_factory):
     srv = start_server(comfyui.path, comfyui.python, tmp_path_factory.mktemp("routes-multi"), {},
                        extra_args=["--multi-user"])
     try:
-        users = {}
-        for name in ("alice", "bob"):
-            answer = requests.post(srv.url + "/users", json={"username": name}, timeout=30)
-            assert answer.status_code == 200, answer.text
-            users[name] = answer.json()
+        users = create_users(srv.url, ("alice", "bob"))
         srv.stop()
         _seed_disk_cache(srv.user_dir / "recall" / "cache",
                          {"shared": 1, f"user:{users['alice']}": 2, f"user:{users['bob']}": 3})
