@@ -149,7 +149,7 @@ def bench_redis_first_lookup(url: str | None, quick: bool) -> dict:
     try:
         from recall_pack.cache.redis_tier import RedisTier
         from recall_pack.cache.tier import EntryMeta
-        seed = RedisTier(url, background=False, timeout_ms=2000)
+        seed = RedisTier(url, timeout_ms=2000)
         seed.put("shared", "bench-key", {"samples": torch.randn(1, 4, 64, 64)}, meta=EntryMeta(1.0, time.time()))
         seed.close()
         out = {"url": url if server is None else "fakeredis TCP server (127.0.0.1)"}

@@ -30,8 +30,10 @@ def _import_cache():
     import recall_pack.cache.memory as memory
     import recall_pack.cache.redis_tier as redis_tier
     import recall_pack.cache.serialize as serialize
+    import recall_pack.cache.store as store
     import recall_pack.cache.tier as tier
-    return types.SimpleNamespace(disk=disk, memory=memory, redis_tier=redis_tier, serialize=serialize, tier=tier)
+    return types.SimpleNamespace(disk=disk, memory=memory, redis_tier=redis_tier, serialize=serialize, store=store,
+                                 tier=tier)
 
 
 def median_ms(fn, repeat: int, warmup: int = 1) -> float:
@@ -43,7 +45,7 @@ def bench_shape(c, label, shape, url, workdir, repeat) -> dict:
     meta = c.tier.EntryMeta(1.0, time.time())
     ram = c.memory.MemoryTier("ram", 2**34)
     disk = c.disk.DiskTier("disk", Path(workdir) / "disk", 2**34)
-    redis = c.redis_tier.RedisTier(url, background=False, max_value_bytes=2**30, timeout_ms=1000)
+    redis = c.redis_tier.RedisTier(url, max_value_bytes=2**30, timeout_ms=1000)
     row = {"shape": label, "mbytes": round(value["samples"].nbytes / 2**20, 2)}
     n = [0]
 
@@ -63,12 +65,19 @@ def bench_shape(c, label, shape, url, workdir, repeat) -> dict:
     row["redis_get_network_ms"] = median_ms(lambda: client.get(rkey), repeat)
     row["decode_verify_ms"] = median_ms(lambda: c.serialize.loads(blob), repeat)
     row["serialize_ms"] = median_ms(lambda: c.serialize.dumps(value, {"k": 1}), repeat)
-    background = c.redis_tier.RedisTier(url, max_value_bytes=2**30, queue_bytes=2**34, queue_entries=10**4)
-    row["redis_put_enqueue_ms"] = median_ms(fresh_put(background), repeat)  # caller's cost with the writer
-    background.flush(timeout=120)
+    # the caller's cost of a store put with the store's writer (the write runs on its thread)
+    background = c.redis_tier.RedisTier(url, max_value_bytes=2**30)
+    store = c.store.TieredStore([background], write_queue_entries=10**4, write_queue_bytes=2**34)
+
+    def store_put():
+        n[0] += 1
+        store.put(f"k{n[0]}", value, namespace="bench")
+    row["redis_put_enqueue_ms"] = median_ms(store_put, repeat)
+    store.flush(timeout=120)
     for t in (redis, background):
         t.clear("bench")
-        t.close()
+    redis.close()
+    store.close()
     return row
 
 
@@ -78,7 +87,7 @@ def bench_outage(c, repeat) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    refused = c.redis_tier.RedisTier(f"redis://127.0.0.1:{port}/0", timeout_ms=50, background=False)
+    refused = c.redis_tier.RedisTier(f"redis://127.0.0.1:{port}/0", timeout_ms=50)
     start = time.perf_counter()
     refused.get("bench", "k")
     out["refused_first_lookup_ms"] = round((time.perf_counter() - start) * 1000, 3)
@@ -86,8 +95,7 @@ def bench_outage(c, repeat) -> dict:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    hung = c.redis_tier.RedisTier(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout_ms=50,
-                                  background=False)
+    hung = c.redis_tier.RedisTier(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout_ms=50)
     start = time.perf_counter()
     hung.get("bench", "k")
     out["hung_first_lookup_ms"] = round((time.perf_counter() - start) * 1000, 3)

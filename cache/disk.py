@@ -22,22 +22,20 @@ import weakref
 from pathlib import Path
 from typing import Callable
 
-from . import serialize
 from .disk_files import (INDEX_NAME, LAYOUT, NotOurs, entry_id, file_name, is_foreign,
                          read_entry, remove_own, shard_state)
 from .disk_index import DB_ERRORS as _DB_ERRORS
 from .disk_index import STORED, WRITING, DiskIndex, IndexDamaged, Row, is_damage
 from .disk_write import DiskWrites, _token
 from .errors import CorruptEntry
-from .tier import Entry, EntryMeta, Tier
+from .tier import Blob, EntryMeta, PersistentTier
 
 _log = logging.getLogger("recall.cache")
 _TIERS: "weakref.WeakSet[DiskTier]" = weakref.WeakSet()
 _INHERITED: list = []  # connections inherited through fork: never used, never closed (SQLite's rule)
 
 
-class DiskTier(DiskWrites, Tier):
-    persistent = True
+class DiskTier(DiskWrites, PersistentTier):
     STALE_WRITE_SECONDS = 600.0  # a reservation this old (tier clock) belongs to a writer that died
     RECENT = 64
 
@@ -193,7 +191,7 @@ class DiskTier(DiskWrites, Tier):
                 return removed
 
     # -- the interface -------------------------------------------------------------------
-    def get(self, namespace: str, key: str) -> Entry | None:
+    def get_blob(self, namespace: str, key: str) -> Blob | None:
         hexid = entry_id(namespace, key)
         id_ = bytes.fromhex(hexid)
         row, direct = None, False
@@ -212,45 +210,27 @@ class DiskTier(DiskWrites, Tier):
                         row = None
                     elif row is None:
                         direct = not self._is_complete(db)  # a rebuild is under way: the file may be unknown
-                        if direct:
-                            row = None
-                        else:
-                            self._count(namespace).misses += 1
-                            return None
             except _DB_ERRORS as exc:
                 self._db_failure("read its index", exc)
                 row, direct = None, True
         if row is None and not direct:
-            self.record_miss(namespace)
             return None
         path = self._path(hexid, row.alt if row is not None else 0)
-        data = b""
         try:
             if shard_state(path.parent) != "dir" or (direct and shard_state(self.base) != "dir"):
                 raise NotOurs(errno.ENOTDIR, "the shard is not a plain folder", str(path.parent))
             data = read_entry(path)
-            value, doc = serialize.loads(data)
-            if doc.get("namespace") != namespace or doc.get("key") != key:
-                raise CorruptEntry("entry belongs to another key or namespace")
-            meta = EntryMeta.from_doc(doc)
-        except CorruptEntry as exc:
-            self._damaged(id_, row, path, data, exc)
-            self.record_miss(namespace)
-            return None
         except (FileNotFoundError, NotADirectoryError, NotOurs) as exc:
             _log.debug("tier %s: no entry file for %s: %s", self.name, key, exc)
             self._forget(id_, row)
-            self.record_miss(namespace)
             return None
         except OSError as exc:
             self.report_failure("read an entry", exc)
-            self.record_miss(namespace)
             return None
-        self._used(id_, row, namespace, key, hexid, len(data), meta, doc)
-        self.record_hit(namespace, meta.compute_seconds)
-        return Entry(value, meta)
+        return Blob(data, (id_, row, path))
 
-    def _used(self, id_, row, namespace, key, hexid, size, meta, doc) -> None:
+    def blob_used(self, namespace: str, key: str, found: Blob, meta: EntryMeta) -> None:
+        id_, row, _ = found.where
         with self._lock:
             db = self._index()
             if db is None:
@@ -260,11 +240,10 @@ class DiskTier(DiskWrites, Tier):
                     if row is not None:
                         db.touch(id_, row.token)
                         return
-                    # found by its file during a rebuild: adopt it now
-                    stored = float(doc.get("stored", self.clock()))
-                    expires = None if meta.ttl_seconds is None else stored + meta.ttl_seconds
-                    if db.insert(Row(id_, namespace, key, size, db.next_lru(), stored, expires, meta.label,
-                                     meta.pinned, STORED, _token(), 0)):
+                    # found by its file during a rebuild: adopt it now; its age counts from its creation
+                    expires = None if meta.ttl_seconds is None else meta.created + meta.ttl_seconds
+                    if db.insert(Row(id_, namespace, key, len(found.data), db.next_lru(), meta.created, expires,
+                                     meta.label, meta.pinned, STORED, _token(), 0)):
                         self._make_room(db, 0, 0, self.clock())
             except _DB_ERRORS as exc:
                 self._db_failure("update its index", exc)
@@ -280,8 +259,9 @@ class DiskTier(DiskWrites, Tier):
             except _DB_ERRORS as exc:
                 self._db_failure("update its index", exc)
 
-    def _damaged(self, id_: bytes, row: Row | None, path: Path, data: bytes, exc: Exception) -> None:
-        if is_foreign(data):
+    def blob_damaged(self, namespace: str, key: str, found: Blob, exc: CorruptEntry) -> None:
+        id_, row, path = found.where
+        if is_foreign(found.data):
             self._forget(id_, row)
             self.warn_once("foreign", f"[Recall] cache: {path} is not a Recall cache entry (a safetensors file "
                                       "without Recall's metadata); it is left in place and counts as a miss.")

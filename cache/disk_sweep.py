@@ -44,7 +44,7 @@ def run_maintenance(tier) -> None:
         db.close()
 
 
-def _row(head: bytes, hexid: str, alt: int, size: int, mtime: float, lru: int):
+def _row(head: bytes, hexid: str, alt: int, size: int, lru: int):
     """A Row for an entry file, "foreign" for someone else's safetensors file, "damaged" otherwise."""
     top = header_doc(head)
     if top is None:
@@ -55,13 +55,13 @@ def _row(head: bytes, hexid: str, alt: int, size: int, mtime: float, lru: int):
         m = serialize.parse_header(head[8:])["meta"]
         ns, key = m["namespace"], m["key"]
         meta = EntryMeta.from_doc(m)
-        stored = float(m.get("stored", mtime))
     except (CorruptEntry, KeyError, TypeError, ValueError):
         return "damaged"
     if not isinstance(ns, str) or not isinstance(key, str) or entry_id(ns, key) != hexid:
         return "damaged"  # a copy under another entry's name
-    expires = None if meta.ttl_seconds is None else stored + meta.ttl_seconds
-    return Row(bytes.fromhex(hexid), ns, key, size, lru, stored, expires, meta.label, meta.pinned, STORED,
+    # the blob carries no tier-specific time: an adopted entry's age counts from its creation
+    expires = None if meta.ttl_seconds is None else meta.created + meta.ttl_seconds
+    return Row(bytes.fromhex(hexid), ns, key, size, lru, meta.created, expires, meta.label, meta.pinned, STORED,
                int.from_bytes(bytes.fromhex(hexid)[:7], "little"), alt)
 
 
@@ -97,7 +97,7 @@ def rebuild(tier, db: DiskIndex) -> None:
                 head, size = read_head(path)
             except OSError:
                 continue
-            row = _row(head, hexid, alt, size, mtime, start + i - len(files))  # older than any use since
+            row = _row(head, hexid, alt, size, start + i - len(files))  # older than any use since
             if row == "foreign":
                 continue
             if row == "damaged" or row.expired(now, tier.ttl_seconds):

@@ -1,5 +1,7 @@
 """The disk tier's write path: reserve the bytes in the index, write a temporary file, rename it in.
 
+The bytes are the entry's blob (tier.encode_entry), the same for every persistent tier.
+
 A put first reserves its bytes (a row marked as being written, after evicting what must
 go), so the cap holds for every process sharing the folder even while files are being
 written; the rename into place and the row's change to stored happen in one transaction,
@@ -11,11 +13,9 @@ import logging
 import os
 from pathlib import Path
 
-from . import serialize
 from .disk_files import MAX_ALT, entry_id, is_foreign, read_head, remove_own, shard_state
 from .disk_index import DB_ERRORS as _DB_ERRORS
 from .disk_index import WRITING, Row
-from .errors import UnstorableValue
 from .tier import EntryMeta
 
 _log = logging.getLogger("recall.cache")
@@ -26,15 +26,10 @@ def _token() -> int:
 
 
 class DiskWrites:
-    """put() and its steps; mixed into DiskTier (which owns the index, the lock and the caps)."""
+    """put_blob() and its steps; mixed into DiskTier (which owns the index, the lock and the caps)."""
 
-    def put(self, namespace: str, key: str, value, *, meta: EntryMeta) -> bool:
+    def put_blob(self, namespace: str, key: str, blob: bytes, meta: EntryMeta) -> bool:
         now = self.clock()
-        try:
-            blob = serialize.dumps(value, meta.to_doc(namespace, key, stored=now))
-        except UnstorableValue as exc:
-            _log.debug("tier %s skips %s: %s", self.name, key, exc)
-            return False
         hexid = entry_id(namespace, key)
         id_, token, size = bytes.fromhex(hexid), _token(), len(blob)
         shard = self.base / hexid[:2]

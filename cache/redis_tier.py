@@ -1,10 +1,10 @@
 """The shared tier: Redis, so several ComfyUI workers behind one queue share encodings.
 
-Keys are `recall:<namespace>:<key>`; values are serialize.dumps() bytes (the disk
-tier's format: safetensors + JSON metadata + checksum, never pickle) and expire
-through Redis TTLs (SET ... PX). A read is verified by serialize.loads() and by
-the namespace/key recorded inside the value, so a tampered, truncated or
-misplaced value is a miss and is deleted.
+Keys are `recall:<namespace>:<key>`; values are the entry's blob (tier.encode_entry:
+the disk tier's bytes, safetensors + JSON metadata + checksum, never pickle) and
+expire through Redis TTLs (SET ... PX). A read is verified by tier.decode_entry
+(the checksum and the namespace/key recorded inside the value), so a tampered,
+truncated or misplaced value is a miss and is deleted in the background.
 
 Redis must never slow a workflow down or break it:
 - every socket operation has a short timeout (redis_timeout_ms) and redis-py's
@@ -19,24 +19,21 @@ Redis must never slow a workflow down or break it:
   most the one lookup that found Redis gone, however many calls the run makes
   (lookup, write, and again after each back-off); the first failure warns once
   and emits "backend_down", the first success after it "backend_up";
-- writes go through a bounded queue to one writer thread; a full queue drops
-  the write with a counted warning; a full Redis (OOM) skips the write with a
-  warning and keeps reads working.
+- put_blob writes at once on the calling thread (the store's writer thread,
+  cache/write_queue.py, never a workflow's), on its own connection with a longer
+  read timeout; a value over redis_max_value_bytes is refused with one warning;
+  a full Redis (OOM) skips the write with a warning and keeps reads working.
 redis-py is imported only when the tier first talks to Redis, so the pack loads
 without it; warm_up() does that first talk at start-up, in the background.
 """
-import atexit
 import concurrent.futures
 import logging
 import time
-import weakref
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from . import serialize
-from .errors import CacheBackendError, CacheConfigError, CorruptEntry, UnstorableValue
-from .tier import Entry, EntryMeta, Tier
-from .write_queue import BoundedWriteQueue
+from .errors import CacheBackendError, CacheConfigError, CorruptEntry
+from .tier import Blob, EntryMeta, PersistentTier
 
 _log = logging.getLogger("recall.cache")
 PREFIX = "recall"
@@ -106,25 +103,12 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
     return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-_live_tiers: "weakref.WeakSet[RedisTier]" = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    # a short-lived worker must not lose the writes it queued just before exiting
-    for tier in list(_live_tiers):
-        tier.flush(timeout=2.0)
-
-
-class RedisTier(Tier):
-    persistent = True
-
+class RedisTier(PersistentTier):
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, name: str = "redis",
                  max_value_bytes: int = 64 * 2**20, timeout_ms: int = 50,
                  ttl_seconds: float | None = None, write_timeout_s: float = 5.0,
                  backoff_seconds: float = 2.0, max_backoff_seconds: float = 60.0,
-                 queue_entries: int = 32, queue_bytes: int = 256 * 2**20,
-                 background: bool = True, usage_cache_seconds: float = 30.0,
+                 usage_cache_seconds: float = 30.0,
                  usage_max_keys: int = 100_000,
                  client_factory: Callable[..., Any] | None = None,
                  clock: Callable[[], float] = time.monotonic):
@@ -143,12 +127,6 @@ class RedisTier(Tier):
         # the breaker
         self._retry_at = 0.0
         self._backoff = self.backoff_seconds
-        # the write queue
-        self._background = background
-        self._writes = BoundedWriteQueue(self._write, name="recall-redis-write",
-                                         max_entries=queue_entries, max_bytes=queue_bytes)
-        self._congested = False
-        self.dropped_writes = 0   # queue full
         self.skipped_writes = 0   # Redis refused (full, read-only) or was down
         self._full = False
         # usage (entries/bytes per namespace) comes from a bounded SCAN, cached
@@ -160,7 +138,6 @@ class RedisTier(Tier):
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # lookups and probes, made on first use
         self._probe: concurrent.futures.Future | None = None
         self._last_background: concurrent.futures.Future | None = None
-        _live_tiers.add(self)
 
     def describe(self) -> str:
         return f"{self.name} at {redact(self.url)}"
@@ -307,30 +284,18 @@ class RedisTier(Tier):
         return result
 
     # -- reads ---------------------------------------------------------------------------
-    def get(self, namespace: str, key: str) -> Entry | None:
+    def get_blob(self, namespace: str, key: str) -> Blob | None:
         rkey = redis_key(namespace, key)
         try:
             data = self._bounded("read", lambda c: c.get(rkey))
-        except Exception as exc:  # e.g. WRONGTYPE: a foreign value under our key
+        except Exception as exc:  # e.g. WRONGTYPE: a foreign value under our key, a miss decode_entry rejects
             data = exc
-        if data is None:
-            self.record_miss(namespace)
-            return None
-        try:
-            if not isinstance(data, (bytes, bytearray, memoryview)):  # an error reply, or decoded text
-                raise CorruptEntry(f"Redis answered {data!r:.200}")
-            value, doc = serialize.loads(data)
-            if doc.get("namespace") != namespace or doc.get("key") != key:
-                raise CorruptEntry("value belongs to another key or namespace")
-            meta = EntryMeta.from_doc(doc)
-        except CorruptEntry as exc:
-            self._in_background(self._delete_damaged, rkey)  # off the run: the lookup is over
-            self.warn_once("corrupt", f"[Recall] cache: removed damaged Redis value {rkey} ({exc}); it counts "
-                                      "as a miss. Further damaged values are logged at debug level.")
-            self.record_miss(namespace)
-            return None
-        self.record_hit(namespace, meta.compute_seconds)
-        return Entry(value, meta)
+        return None if data is None else Blob(data, rkey)
+
+    def blob_damaged(self, namespace: str, key: str, found: Blob, exc: CorruptEntry) -> None:
+        self._in_background(self._delete_damaged, found.where)  # off the run: the lookup is over
+        self.warn_once("corrupt", f"[Recall] cache: removed damaged Redis value {found.where} ({exc}); it counts "
+                                  "as a miss. Further damaged values are logged at debug level.")
 
     def _delete_damaged(self, rkey: str) -> None:
         try:
@@ -349,48 +314,18 @@ class RedisTier(Tier):
                                    "local tiers). Raise redis_max_value_bytes to share such values.")
         return False
 
-    def put(self, namespace: str, key: str, value, *, meta: EntryMeta) -> bool:
-        """Serialize and queue a write; False when refused (oversize, unstorable, Redis down, queue full)."""
-        try:  # cheap pre-check on the tensor bytes (views count their own bytes): skip serializing
-            tensors, _ = serialize.flatten(value)
-        except UnstorableValue as exc:
-            _log.debug("value for %s is not stored in Redis: %s", key, exc)
-            return False
-        payload = sum(t.numel() * t.element_size() for t in tensors.values())
-        if payload > self.max_value_bytes:
-            return self._refuse_oversize(payload)
+    def put_blob(self, namespace: str, key: str, blob: bytes, meta: EntryMeta) -> bool:
+        """Write now (the store calls this on its writer thread); False when refused (oversize, Redis
+        down or full)."""
+        if len(blob) > self.max_value_bytes:
+            return self._refuse_oversize(len(blob))
         with self._lock:
             if self.is_down and self.clock() < self._retry_at:
                 self.skipped_writes += 1
                 return False
-        try:
-            data = serialize.dumps(value, meta.to_doc(namespace, key))
-        except UnstorableValue as exc:
-            _log.debug("value for %s is not stored in Redis: %s", key, exc)
-            return False
-        if len(data) > self.max_value_bytes:
-            return self._refuse_oversize(len(data))
-        job = (redis_key(namespace, key), data, self._ttl_ms(meta))
-        if not self._background:
-            return self._write(job)
-        return self._enqueue(job)
+        return self._write(redis_key(namespace, key), blob, self._ttl_ms(meta))
 
-    def _enqueue(self, job: tuple) -> bool:
-        queued = self._writes.submit(job, len(job[1]))
-        with self._lock:
-            if queued:
-                if self._writes.pending <= 1:  # the queue had drained: a later drop is a new episode
-                    self._congested = False
-                return True
-            self.dropped_writes += 1
-            first, self._congested = not self._congested, True
-        (_log.warning if first else _log.debug)(
-                "[Recall] cache: the Redis write queue is full (Redis is slower than the workflow); dropped "
-                "%d write(s) so far. Those values stay in the local tiers.", self.dropped_writes)
-        return False
-
-    def _write(self, job: tuple) -> bool:
-        rkey, data, ttl_ms = job
+    def _write(self, rkey: str, data: bytes, ttl_ms: int | None) -> bool:
         try:
             ok = self._call("write", lambda c: c.set(rkey, data, px=ttl_ms), writer=True, default=None)
         except Exception as exc:  # a refusal: OOM (maxmemory reached with noeviction), READONLY replica, ...
@@ -415,13 +350,8 @@ class RedisTier(Tier):
             self._usage_at = None  # the next stats() rescans
         return True
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until queued writes are done (tests, benchmarks, exit); True when the queue drained."""
-        return self._writes.flush(timeout)
-
     def close(self) -> None:
-        """Finish queued writes, stop the writer, drop the connections."""
-        self._writes.close(timeout=self.write_timeout_s)
+        """Stop the lookup threads, drop the connections."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None

@@ -5,24 +5,28 @@ tier's caps decide whether it fits). A value comes back as its producer returned
 it: each tensor on the device recorded at put() (EntryMeta.devices), and a copy
 that shares no memory with any tier, so a caller that edits it in place can never
 change the cache. On a miss the caller keeps the producer's own value and the memory
-tiers keep copies. Live objects put by reference are handed back as they are. put() writes the memory tiers at once and
-the persistent tiers on a background thread, so a slow disk or network never
-delays the workflow. get_or_compute() adds single flight: callers of the same
-(namespace, key) wait for one computation. A tier that raises is treated as a
-miss or a skipped write, with one warning per outage and a listener event.
+tiers keep copies. Live objects put by reference are handed back as they are.
+
+put() writes the memory tiers at once and queues one job for all the persistent
+tiers (cache/write_queue.py): the writer thread serializes the value once and gives
+the same bytes to each, so neither serializing nor a slow disk or network delays
+the workflow; a value that cannot be serialized is found there and stays in the
+memory tiers. A hit in a lower persistent tier is promoted into the persistent
+tiers above it with the bytes it was read as. get_or_compute() adds single flight:
+callers of the same (namespace, key) wait for one computation. A tier that raises
+is treated as a miss or a skipped write, with one warning per outage and a
+listener event.
 """
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import values
-from .errors import UnstorableValue
 from .names import SHARED_NAMESPACE
-from .serialize import flatten
-from .tier import EntryMeta, Tier
+from .tier import Entry, EntryMeta, Tier
+from .write_queue import QUEUE_BYTES, QUEUE_ENTRIES, PersistentWrites, WriteJob
 
 _log = logging.getLogger("recall.cache")
 IN_FLIGHT = "inflight"  # Outcome.tier for a caller that waited on another caller's computation
@@ -67,7 +71,8 @@ def _handed_out(value, devices, to_device=None):
 
 class TieredStore:
     def __init__(self, tiers: list[Tier], clock: Callable[[], float] = time.monotonic,
-                 background_writes: bool = True, enabled: bool = True):
+                 background_writes: bool = True, enabled: bool = True,
+                 write_queue_entries: int = QUEUE_ENTRIES, write_queue_bytes: int = QUEUE_BYTES):
         self.tiers = list(tiers)
         self.clock = clock
         self.enabled = enabled
@@ -75,8 +80,8 @@ class TieredStore:
         self._flights: dict[tuple[str, str], _Flight] = {}
         self._listeners: list[Callable[[str, dict], None]] = []
         self._counts: dict[str, list] = {}  # namespace -> [hits, misses, saved_seconds]
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="recall-cache-write") if background_writes else None
-        self._pending: set[Future] = set()
+        self.writes = PersistentWrites(background=background_writes, max_entries=write_queue_entries,
+                                       max_bytes=write_queue_bytes)
         for tier in self.tiers:
             tier.set_listener(self._emit)
 
@@ -136,7 +141,7 @@ class TieredStore:
                 _log.warning("[Recall] cache: ignoring entry %s in tier %s: %s", key, tier.name, exc)
                 continue
             if i > 0:  # the tiers above get the tier's own value, never the caller's copy
-                self._promote(self.tiers[:i], namespace, key, entry.value, entry.meta)
+                self._promote(self.tiers[:i], namespace, key, entry)
             if count:
                 self._count(namespace, True, entry.meta.compute_seconds)
             return Hit(value, tier.name, entry.meta.compute_seconds), entry.value, entry.meta
@@ -144,48 +149,38 @@ class TieredStore:
             self._count(namespace, False)
         return None
 
-    def _promote(self, tiers: list[Tier], namespace: str, key: str, value, meta: EntryMeta) -> None:
+    def _promote(self, tiers: list[Tier], namespace: str, key: str, entry: Entry) -> None:
         for tier in tiers:
-            if tier.persistent:
-                self._write_later(tier, namespace, key, value, meta)
-            else:
-                self._tier_put(tier, namespace, key, value, meta)
+            if not tier.persistent:
+                self._tier_put(tier, namespace, key, entry.value, entry.meta)
+        self._write_later(tiers, namespace, key, entry.meta, entry.value, entry.blob)
 
-    def _write_later(self, tier: Tier, namespace: str, key: str, value, meta: EntryMeta) -> None:
-        if self._writer is None:
-            self._tier_put(tier, namespace, key, value, meta)
-            return
-        future = self._writer.submit(self._tier_put, tier, namespace, key, value, meta)
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._done)
+    def _write_later(self, tiers: list[Tier], namespace: str, key: str, meta: EntryMeta, value,
+                     blob: bytes | None = None) -> None:
+        persistent = [t for t in tiers if t.persistent]
+        if persistent:
+            self.writes.submit(WriteJob(namespace, key, meta, persistent, value, blob))
 
-    def _done(self, future: Future) -> None:
-        with self._lock:
-            self._pending.discard(future)
-
-    def flush(self, timeout: float | None = None) -> None:
-        """Wait for background writes (tests, benchmarks, shutdown)."""
-        with self._lock:
-            pending = list(self._pending)
-        for f in pending:
-            f.result(timeout)
-        for tier in self.tiers:
-            # a tier may queue writes of its own (Redis writes on its own thread)
-            tier_flush = getattr(tier, "flush", None)
-            if tier_flush is not None:
-                tier_flush(timeout)
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for the queued writes of the persistent tiers (tests, benchmarks, shutdown); True
+        when the queue drained."""
+        return self.writes.flush(timeout)
 
     # -- writes ----------------------------------------------------------------------
     def put(self, key: str, value, *, namespace: str = SHARED_NAMESPACE, compute_seconds: float = 0.0,
-            label: str = "", pinned: bool = False, by_reference: bool = False,
-            ttl_seconds: float | None = None) -> None:
+            label: str = "", pinned: bool = False, by_reference: bool | None = False,
+            ttl_seconds: float | None = None) -> bool:
+        """by_reference None: the store decides, by reference when the value holds something it cannot
+        copy (values.copyable). Returns True when the value was kept by reference."""
         if not self.enabled:
-            return
-        self._put(key, value, namespace, compute_seconds, label, pinned, by_reference, ttl_seconds)
+            return False
+        _, meta = self._put(key, value, namespace, compute_seconds, label, pinned, by_reference, ttl_seconds)
+        return meta.devices is None
 
     def _put(self, key, value, namespace, compute_seconds, label, pinned, by_reference, ttl_seconds):
         """Store value; returns (what the tiers hold, its meta)."""
+        if by_reference is None:
+            by_reference = not values.copyable(value)
         devices = None if by_reference else values.devices(value)
         meta = EntryMeta(float(compute_seconds), time.time(), label, pinned, ttl_seconds, devices)
         if by_reference:
@@ -198,18 +193,10 @@ class TieredStore:
         # the tiers keep one copy of their own (shared among them, read only): the caller keeps
         # the producer's value and may edit it in place, even before a background write ran
         value = values.move(value, None, copy=True)
-        storable = True
-        try:
-            flatten(value)
-        except UnstorableValue as exc:
-            storable = False
-            _log.debug("value for %s stays in memory only: %s", key, exc)
         for tier in self.tiers:
-            if tier.persistent:
-                if storable:
-                    self._write_later(tier, namespace, key, value, meta)
-            else:
+            if not tier.persistent:
                 self._tier_put(tier, namespace, key, value, meta)
+        self._write_later(self.tiers, namespace, key, meta, value)
         return value, meta
 
     def get_or_compute(self, key: str, compute: Callable[[], Any], *, namespace: str = SHARED_NAMESPACE,
@@ -295,7 +282,8 @@ class TieredStore:
                   "hits": sum(c["hits"] for c in by_ns.values()),
                   "misses": sum(c["misses"] for c in by_ns.values()),
                   "saved_seconds": round(sum(c["saved_seconds"] for c in by_ns.values()), 6)}
-        return {"enabled": self.enabled, "tiers": tiers, "totals": totals, "namespaces": by_ns}
+        return {"enabled": self.enabled, "tiers": tiers, "totals": totals, "namespaces": by_ns,
+                "writes": self.writes.stats()}
 
     def recent_keys(self, namespace: str, limit: int = 20) -> list[tuple[str, str]]:
         """(key, label) most recent first across the local tiers, each key once. Each tier answers
@@ -324,8 +312,8 @@ class TieredStore:
         return True
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
+        """Finish the queued writes, then close the tiers."""
+        self.writes.close()
         for tier in self.tiers:
             tier_close = getattr(tier, "close", None)
             if tier_close is not None:

@@ -5,6 +5,11 @@ values and file IO run outside it. LruIndex does the bookkeeping like
 cachetools' base class: a put first reserves its bytes (evicting least recently
 used entries, unpinned first) so a cap is never passed, even for a moment, then
 commits. Backend failures are reported once per outage through a listener.
+
+PersistentTier is the base of the tiers that hold bytes (disk, Redis): they
+implement get_blob/put_blob and two hooks, and share one encode (encode_entry)
+and one decode-and-verify step (decode_entry), so every persistent tier holds
+the same blob for an entry and rejects damage the same way.
 """
 import logging
 import threading
@@ -12,7 +17,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
-from .errors import CorruptEntry
+from . import serialize
+from .errors import CorruptEntry, UnstorableValue
 from .lru import LruIndex, Slot  # noqa: F401  (the memory tiers' index; memory.py imports it from here)
 
 _log = logging.getLogger("recall.cache")
@@ -57,6 +63,31 @@ class EntryMeta:
 class Entry:
     value: Any
     meta: EntryMeta
+    blob: bytes | None = None  # the bytes a persistent tier decoded the value from (promoted as they are)
+
+
+@dataclass
+class Blob:
+    """What a persistent tier read for an entry: the bytes, and where they came from (the tier's own
+    handle, given back to its hooks: the disk's index row and file, Redis's key)."""
+    data: Any
+    where: Any = None
+
+
+def encode_entry(namespace: str, key: str, value: Any, meta: EntryMeta) -> bytes:
+    """The one blob of an entry, for every persistent tier; raises UnstorableValue."""
+    return serialize.dumps(value, meta.to_doc(namespace, key))
+
+
+def decode_entry(namespace: str, key: str, data: Any) -> tuple[Any, EntryMeta]:
+    """(value, meta) of a blob read for (namespace, key); CorruptEntry for anything not exactly that
+    entry: damaged or foreign bytes, an answer that is not bytes, a blob of another key or namespace."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CorruptEntry(f"the tier answered {data!r:.200} instead of bytes")
+    value, doc = serialize.loads(data)
+    if doc.get("namespace") != namespace or doc.get("key") != key:
+        raise CorruptEntry("entry belongs to another key or namespace")
+    return value, EntryMeta.from_doc(doc)
 
 
 @dataclass
@@ -187,3 +218,47 @@ class Tier:
             _log.warning(message)
         else:
             _log.debug(message)
+
+
+class PersistentTier(Tier):
+    """Base of the tiers that hold bytes. Subclasses implement get_blob/put_blob (and the hooks);
+    get/put are the shared value-level round trip over them (the store writes blobs itself)."""
+
+    persistent = True
+
+    def get_blob(self, namespace: str, key: str) -> Blob | None:
+        """The stored bytes, or None (a miss: not stored, unreadable, tier down)."""
+        raise NotImplementedError
+
+    def put_blob(self, namespace: str, key: str, blob: bytes, meta: EntryMeta) -> bool:
+        """Store encode_entry's bytes; False when refused (oversize, over the caps, down)."""
+        raise NotImplementedError
+
+    def blob_damaged(self, namespace: str, key: str, found: Blob, exc: CorruptEntry) -> None:
+        """Hook: found did not decode as this entry (remove it, warn)."""
+
+    def blob_used(self, namespace: str, key: str, found: Blob, meta: EntryMeta) -> None:
+        """Hook: found decoded as this entry (a tier's recency bookkeeping)."""
+
+    def get(self, namespace: str, key: str) -> Entry | None:
+        found = self.get_blob(namespace, key)
+        if found is None:
+            self.record_miss(namespace)
+            return None
+        try:
+            value, meta = decode_entry(namespace, key, found.data)
+        except CorruptEntry as exc:
+            self.blob_damaged(namespace, key, found, exc)
+            self.record_miss(namespace)
+            return None
+        self.blob_used(namespace, key, found, meta)
+        self.record_hit(namespace, meta.compute_seconds)
+        return Entry(value, meta, bytes(found.data))
+
+    def put(self, namespace: str, key: str, value, *, meta: EntryMeta) -> bool:
+        try:
+            blob = encode_entry(namespace, key, value, meta)
+        except UnstorableValue as exc:
+            _log.debug("tier %s skips %s: %s", self.name, key, exc)
+            return False
+        return self.put_blob(namespace, key, blob, meta)

@@ -68,6 +68,29 @@ def _rebuild(value: Any, tensor_fn) -> Any:
     return walk(value)
 
 
+def copyable(value: Any) -> bool:
+    """Whether move(copy=True) copies the whole value: tensors, plain scalars, plain dicts, lists and
+    tuples, namedtuples and registered object types, without cycles. Anything else (a model, a
+    file handle, a set) would be shared with the copy, so such a value is kept by reference. A
+    walk of the structure only: no tensor is read."""
+    on_path: set[int] = set()
+
+    def walk(v) -> bool:
+        if isinstance(v, torch.Tensor) or v is None or isinstance(v, (bool, int, float, str)):
+            return True
+        plain = type(v) in (dict, list, tuple) or (isinstance(v, tuple) and hasattr(v, "_fields"))
+        registered = not plain and registered_name(type(v)) is not None and hasattr(v, "__dict__")
+        if not (plain or registered) or id(v) in on_path:
+            return False
+        on_path.add(id(v))
+        items = v.values() if type(v) is dict else vars(v).values() if registered else v
+        ok = all(walk(item) for item in items)
+        on_path.discard(id(v))
+        return ok
+
+    return walk(value)
+
+
 def move(value: Any, device, *, copy: bool = False) -> Any:
     """A copy of the value's structure with tensors on device. Tensors already there are shared,
     unless copy: then every tensor is a fresh one, so nothing shares memory with value."""

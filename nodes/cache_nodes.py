@@ -20,9 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from ..cache.errors import UnstorableValue
 from ..cache.keys import build_key
-from ..cache.serialize import flatten
 from . import runtime, upstream_facts
 from ._api import io
 from .events import report_node
@@ -163,23 +161,15 @@ def _intermediate_device():
         return None
 
 
-def _is_storable(value) -> bool:
-    try:
-        flatten(value)
-        return True
-    except UnstorableValue:
-        return False
-
-
 def _put_result(item: _Pending, value) -> str:
-    """Put a computed value; returns the reason to show for the miss."""
+    """Put a computed value; returns the reason to show for the miss. A model output is kept by
+    reference; for anything else the store decides (by reference when it cannot copy the value)."""
     store = runtime.current().store
-    by_reference = item.by_reference or not _is_storable(value)
     labels = [label for key, label in store.recent_keys(item.namespace, 64) if key != item.key]
     reason = explain_signature_miss(item.signature, labels)
     compute_s = max(0.0, _clock() - item.started) if item.started else 0.0
-    store.put(item.key, value, namespace=item.namespace, compute_seconds=compute_s,
-              label=item.signature.label(), by_reference=by_reference)
+    by_reference = store.put(item.key, value, namespace=item.namespace, compute_seconds=compute_s,
+                             label=item.signature.label(), by_reference=True if item.by_reference else None)
     return reason + (" (kept in RAM by reference: a model object)" if by_reference else "")
 
 

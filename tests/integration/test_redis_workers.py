@@ -99,7 +99,7 @@ def test_worker_b_hits_what_worker_a_stored(redis_server, tmp_path):
 
 def test_stopped_redis_falls_back_fast_then_recovers(redis_server, caplog):
     clock = Clock()
-    tier = RedisTier(redis_server.url, timeout_ms=50, clock=clock, background=False, backoff_seconds=2.0)
+    tier = RedisTier(redis_server.url, timeout_ms=50, clock=clock, backoff_seconds=2.0)
     store = TieredStore([MemoryTier("ram", 10**8, clock=clock), tier], background_writes=False)
     events = []
     store.add_listener(lambda e, info: events.append(e))
@@ -126,19 +126,19 @@ def test_stopped_redis_falls_back_fast_then_recovers(redis_server, caplog):
             break
     assert events == ["backend_down", "backend_up"]
     assert tier.put("shared", "k3", latent(3), meta=meta())
-    other = RedisTier(redis_server.url, background=False)
+    other = RedisTier(redis_server.url)
     assert torch.equal(other.get("shared", "k3").value["samples"], latent(3)["samples"])
 
 
 def test_values_expire_through_redis_ttl(redis_server):
-    tier = RedisTier(redis_server.url, ttl_seconds=3600, background=False)
+    tier = RedisTier(redis_server.url, ttl_seconds=3600)
     tier.put("shared", "k", latent(1), meta=EntryMeta(1.0, time.time(), ttl_seconds=600))
     ttl_ms = redis_server.client().pttl("recall:shared:k")
     assert 590_000 < ttl_ms <= 600_000
 
 
 def test_full_redis_skips_writes_and_keeps_reads(redis_server, caplog):
-    tier = RedisTier(redis_server.url, background=False)
+    tier = RedisTier(redis_server.url)
     tier.put("shared", "old", latent(1), meta=meta())
     admin = redis_server.client()
     admin.config_set("maxmemory-policy", "noeviction")
@@ -154,7 +154,7 @@ def test_allkeys_lru_evicts_old_entries_instead_of_refusing(redis_server):
     used = admin.info("memory")["used_memory"]
     admin.config_set("maxmemory", used + 3 * 2**20)     # room for ~40 of the 64 KiB latents
     admin.config_set("maxmemory-policy", "allkeys-lru")
-    tier = RedisTier(redis_server.url, background=False)
+    tier = RedisTier(redis_server.url)
     for i in range(80):
         assert tier.put("shared", f"k{i}", latent(i), meta=meta()), i
     assert tier.skipped_writes == 0
@@ -171,7 +171,7 @@ def test_background_writes_reach_redis_from_the_store(redis_server, tmp_path):
     store.put("k", latent(4), compute_seconds=2.0)
     store.flush()
     assert tier.flush(timeout=10)
-    reader = RedisTier(redis_server.url, background=False)
+    reader = RedisTier(redis_server.url)
     entry = reader.get("shared", "k")
     assert torch.equal(entry.value["samples"], latent(4)["samples"]) and entry.meta.compute_seconds == 2.0
 

@@ -9,7 +9,7 @@ from cache_helpers import latent
 from recall_pack.cache.disk import DiskTier
 from recall_pack.cache.memory import MemoryTier
 from recall_pack.cache.store import IN_FLIGHT, TieredStore
-from recall_pack.cache.tier import Tier
+from recall_pack.cache.tier import PersistentTier
 
 
 @pytest.fixture
@@ -116,21 +116,21 @@ def test_by_reference_values_go_to_ram_unchanged(store, tiers):
     assert store.get("m").value is model
 
 
-class BrokenTier(Tier):
-    persistent = True
-
+class BrokenTier(PersistentTier):
     def __init__(self):
         super().__init__("redis")
         self.fail = True
+        self.written = []
 
-    def get(self, namespace, key):
+    def get_blob(self, namespace, key):
         if self.fail:
             raise ConnectionError("connection refused")
         return None
 
-    def put(self, namespace, key, value, *, meta):
+    def put_blob(self, namespace, key, blob, meta):
         if self.fail:
             raise ConnectionError("connection refused")
+        self.written.append(key)
         return True
 
     def clear(self, namespace=None):
@@ -150,6 +150,7 @@ def test_a_failing_tier_is_a_miss_with_one_warning_and_events(tiers, clock, capl
     assert events == [("backend_down", "redis")]
     broken.fail = False
     store.put("z", latent(1))
+    assert broken.written == ["z"]
     broken.report_ok()
     assert events[-1] == ("backend_up", "redis")
 

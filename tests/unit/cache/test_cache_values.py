@@ -150,7 +150,7 @@ def test_an_envelope_entry_in_redis_is_a_miss(monkeypatch):
     from cache_helpers import FakeRedisServer
     from recall_pack.cache.redis_tier import RedisTier
     fake = FakeRedisServer()
-    redis = RedisTier("redis://fake/0", client_factory=fake.factory, clock=FakeClock(), background=False)
+    redis = RedisTier("redis://fake/0", client_factory=fake.factory, clock=FakeClock())
     _write_envelope_entry(redis, monkeypatch, latent(6))
     s = TieredStore([redis], background_writes=False)
     assert s.get("k") is None

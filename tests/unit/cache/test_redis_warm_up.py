@@ -20,7 +20,7 @@ def fake():
 
 @pytest.fixture
 def tier(fake, clock):
-    t = RedisTier("redis://fake/0", client_factory=fake.factory, clock=clock, background=False)
+    t = RedisTier("redis://fake/0", client_factory=fake.factory, clock=clock)
     yield t
     t.close()
 
@@ -32,7 +32,7 @@ def test_without_warm_up_the_first_lookup_connects(tier, fake):
 
 
 def test_warm_up_connects_so_the_first_lookup_does_not(tier, fake):
-    other = RedisTier("redis://fake/0", client_factory=fake.factory, background=False)
+    other = RedisTier("redis://fake/0", client_factory=fake.factory)
     other.put("ns", "k", latent(1), meta=meta())  # another worker wrote the entry
     other.close()
     made = fake.made
