@@ -9,6 +9,7 @@ from safetensors.torch import save
 
 from cache_helpers import latent, meta
 from recall_pack.cache.disk import DiskTier
+from recall_pack.cache.tier import EntryMeta
 
 
 @pytest.fixture
@@ -208,3 +209,26 @@ def test_replacing_an_entry_with_an_oversize_value_leaves_no_orphan_file(root, c
     assert not tier.put("ns", "k", latent(2, shape=(1, 4, 64, 64)), meta=meta())
     assert not tier.path_for("ns", "k").exists()
     assert tier.get("ns", "k") is None and tier.stats()["ns"].bytes == 0
+
+
+def _lose_index(tier, root):
+    tier.close()
+    for p in (root / "v1").glob("index.sqlite3*"):
+        p.unlink()
+
+
+@pytest.mark.parametrize("adopted_by", ["rebuild", "lookup"])
+def test_an_adopted_entry_ages_from_its_creation(root, clock, adopted_by):
+    """The blob carries no disk-specific time: an entry found by its file counts its entry TTL from
+    `created` in its metadata, not from the moment the index finds it."""
+    tier = tier_at(root, clock)
+    tier.put("ns", "old", latent(1), meta=EntryMeta(1.0, clock() - 50, ttl_seconds=60))
+    tier.put("ns", "new", latent(2), meta=EntryMeta(1.0, clock(), ttl_seconds=60))
+    _lose_index(tier, root)
+    again = tier_at(root, clock)
+    if adopted_by == "lookup":
+        assert again.get("ns", "old") is not None and again.get("ns", "new") is not None
+    again.maintain()
+    clock.advance(20)  # "old" is 70 s old now, "new" 20 s
+    assert again.get("ns", "old") is None
+    assert torch.equal(again.get("ns", "new").value["samples"], latent(2)["samples"])

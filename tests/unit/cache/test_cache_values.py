@@ -157,3 +157,21 @@ def test_an_envelope_entry_in_redis_is_a_miss(monkeypatch):
     assert s.get_or_compute("k", lambda: latent(6)).hit is False
     assert set(s.get("k").value) == {"samples"}
     s.close()
+
+
+def test_copyable_accepts_what_a_copy_rebuilds_whole():
+    Pair = collections.namedtuple("Pair", "a b")
+    assert values.copyable({"x": [torch.ones(1), (2, "s", None, 1.5)], "p": Pair(torch.zeros(1), True)})
+    assert values.copyable(torch.ones(2, dtype=torch.complex64))  # copied; only the byte format refuses it
+
+
+@pytest.mark.parametrize("value", [object(), {"model": object()}, [b"bytes"], {1, 2}],
+                         ids=["object", "nested object", "bytes", "set"])
+def test_copyable_refuses_what_a_copy_would_share(value):
+    assert not values.copyable(value)
+
+
+def test_copyable_refuses_a_value_that_contains_itself():
+    loop = [torch.ones(1)]
+    loop.append(loop)
+    assert not values.copyable(loop)
