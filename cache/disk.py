@@ -1,7 +1,8 @@
 """The cold tier: one safetensors file per entry in sharded folders, indexed in SQLite, surviving restarts.
 
-Each file is serialize.dumps() output whose metadata carries the key, the namespace,
-the entry's meta and a checksum (disk_files.py has the layout). The index
+Each file is the entry's blob (tier.encode_entry: the bytes every persistent tier
+holds) whose metadata carries the key, the namespace, the entry's meta and a checksum
+(disk_files.py has the layout); reads decode it through tier.decode_entry. The index
 (disk_index.py, <root>/v1/index.sqlite3) holds every entry's bookkeeping, so a lookup
 reads a few index pages and one file whatever the number of entries, also the first
 lookup after a restart; workers sharing the folder share the index, and so see each
