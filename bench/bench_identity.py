@@ -67,13 +67,15 @@ def _models(tmp: Path) -> list[tuple]:
 
 
 def bench_identity_restart(quick: bool) -> list[dict]:
+    from recall_pack.cache.config import CacheConfig
     from recall_pack.cache.weights_memo import WeightsMemo
-    from recall_pack.nodes import identity
+    from recall_pack.nodes import identity, runtime
     rows = []
     repeat = 1 if quick else 3
     hashed = []
     original = identity.fingerprint_tensors
     identity.fingerprint_tensors = lambda sd: hashed.append(1) or original(sd)
+    previous = runtime.current()
     try:
         with tempfile.TemporaryDirectory(prefix="recall-bench-id-") as tmp:
             memo_path = Path(tmp) / "encoder_identities.json"
@@ -87,8 +89,8 @@ def bench_identity_restart(quick: bool) -> list[dict]:
 
                 def first(with_memo: bool) -> tuple[float, int]:
                     identity._weights_memo = type(identity._weights_memo)()   # a new process
-                    identity.configure_persistence(WeightsMemo(memo_path) if with_memo else None,
-                                                   started if with_memo else None)
+                    runtime.install(runtime.Runtime(CacheConfig(), weights_memo=WeightsMemo(memo_path) if with_memo
+                                                    else None, started_at=started if with_memo else None))
                     hashed.clear()
                     t0 = time.perf_counter()
                     identity.note_origin(encoder, prompt, "9", input_name)
@@ -106,7 +108,7 @@ def bench_identity_restart(quick: bool) -> list[dict]:
                 del encoder
     finally:
         identity.fingerprint_tensors = original
-        identity.configure_persistence()
+        runtime.install(previous)
     return rows
 
 

@@ -51,12 +51,11 @@ def _fresh_store(lcm_nodes):
     from recall_pack.cache.config import CacheConfig
     from recall_pack.cache.memory import MemoryTier
     from recall_pack.cache.store import TieredStore
-    from recall_pack.nodes import upstream_facts
     from recall_pack.nodes.lib.file_digest import FileDigests
     store = TieredStore([MemoryTier("ram", max_bytes=4 << 30)], background_writes=False)
-    lcm_nodes.runtime.install(lcm_nodes.runtime.Runtime(CacheConfig(), store))
     # a clock an hour ahead: the LoRA file written for the run is past the window in which a stamp is not trusted
-    upstream_facts._digests = FileDigests(clock=lambda: time.time() + 3600)
+    digests = FileDigests(clock=lambda: time.time() + 3600)
+    lcm_nodes.runtime.install(lcm_nodes.runtime.Runtime(CacheConfig(), store, file_digests=digests))
 
 
 def bench_load(lcm_nodes, model, clip, name: str, repeat: int) -> dict:

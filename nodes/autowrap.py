@@ -26,7 +26,8 @@ from .identity import clip_vision_identity
 
 _log = logging.getLogger("recall.autowrap")
 _lock = threading.Lock()
-_saved: dict[tuple[type, str], object] = {}   # (class, attribute) -> original __dict__ entry
+# (class, attribute) -> original __dict__ entry: undoes a patch of ComfyUI classes, whatever runtime runs
+_saved: dict[tuple[type, str], object] = {}
 _MARK = "__recall_autowrap__"
 
 

@@ -8,7 +8,7 @@ for nothing, so ComfyUI never schedules the upstream branch: no loader, no encod
 On a miss it asks for the input, and execute stores what arrives.
 
 V3 nodes keep no instance state, so the hit found in check_lazy_status waits for
-execute in a small module-level table keyed by the node's id and signature.
+execute in a small table of the runtime's (_Plans) keyed by the node's id.
 """
 from __future__ import annotations
 
@@ -46,47 +46,56 @@ class _Pending:
     run: Any = None            # weak reference to the run's DynamicPrompt (see _same_run)
 
 
-_pending_lock = threading.Lock()
-_pending: OrderedDict[str, _Pending] = OrderedDict()
-_rules_lock = threading.Lock()
-_rules_cache: dict = {"config": None, "ruleset": None}
+class _Plans:
+    """The runtime's lookups waiting for execute (node id -> _Pending) and its parsed node rules."""
 
+    def __init__(self, rt):
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._rules_lock = threading.Lock()   # building rules takes a while: not under the plans' lock
+        self._rules = (None, None)   # (the config they were built from, the ruleset)
 
-def _remember(node_id: str, item: _Pending) -> None:
-    with _pending_lock:
-        _pending[node_id] = item
-        _pending.move_to_end(node_id)
-        while len(_pending) > _MAX_PENDING:  # a prompt interrupted between the two calls
-            _pending.popitem(last=False)
+    def remember(self, node_id: str, item: _Pending) -> None:
+        with self._lock:
+            self._pending[node_id] = item
+            self._pending.move_to_end(node_id)
+            while len(self._pending) > _MAX_PENDING:  # a prompt interrupted between the two calls
+                self._pending.popitem(last=False)
+
+    def peek(self, node_id: str, run) -> _Pending | None:
+        with self._lock:
+            item = self._pending.get(node_id)
+            return item if _same_run(item, run) else None
+
+    def take(self, node_id: str, run) -> _Pending | None:
+        with self._lock:
+            item = self._pending.pop(node_id, None)
+            return item if _same_run(item, run) else None
+
+    def ruleset(self, config):
+        import nodes
+        with self._rules_lock:
+            built_from, rules = self._rules
+            if built_from is not config:
+                rules, problems = sensitivity_rules.build_ruleset(config.node_rules, nodes.NODE_CLASS_MAPPINGS)
+                for problem in problems:
+                    _log.warning("[Recall] config node_rules: %s (this rule is not used)", problem)
+                self._rules = (config, rules)
+            return rules
 
 
 def _same_run(item: _Pending | None, run) -> bool:
     return item is not None and item.run is not None and item.run() is run
 
 
-def _peek(node_id: str, run) -> _Pending | None:
-    with _pending_lock:
-        item = _pending.get(node_id)
-        return item if _same_run(item, run) else None
-
-
-def _take(node_id: str, run) -> _Pending | None:
-    with _pending_lock:
-        item = _pending.pop(node_id, None)
-        return item if _same_run(item, run) else None
+def _plans() -> _Plans:
+    return runtime.current().state(_Plans)
 
 
 def ruleset():
-    """Built-in + config rules, checked against the loaded node classes; problems logged once."""
-    import nodes
-    config = runtime.current().config
-    with _rules_lock:
-        if _rules_cache["config"] is not config:
-            rules, problems = sensitivity_rules.build_ruleset(config.node_rules, nodes.NODE_CLASS_MAPPINGS)
-            for problem in problems:
-                _log.warning("[Recall] config node_rules: %s (this rule is not used)", problem)
-            _rules_cache.update(config=config, ruleset=rules)
-        return _rules_cache["ruleset"]
+    """Built-in + config rules, checked against the loaded node classes; problems logged once per config."""
+    rt = runtime.current()
+    return rt.state(_Plans).ruleset(rt.config)
 
 
 def schedule_rule_check() -> None:
@@ -198,11 +207,12 @@ class RecallCache(io.ComfyNode):
     @classmethod
     async def check_lazy_status(cls, value=None, allow_nondeterministic=False):
         node_id, run = str(cls.hidden.unique_id), _run_token(cls.hidden)
-        if _peek(node_id, run) is not None:
+        plans = _plans()
+        if plans.peek(node_id, run) is not None:
             return []  # called again after the upstream ran: the value is there now
         item = await _safe_plan(cls.hidden, bool(allow_nondeterministic), node_id)
         item.run = _weak(run)
-        _remember(node_id, item)
+        plans.remember(node_id, item)
         if value is not None or item.hit is not None:
             # a hit, or ComfyUI already holds the upstream's output: nothing to evaluate
             return []
@@ -212,7 +222,7 @@ class RecallCache(io.ComfyNode):
     @classmethod
     def execute(cls, value=None, allow_nondeterministic=False) -> io.NodeOutput:
         node_id = str(cls.hidden.unique_id)
-        item = _take(node_id, _run_token(cls.hidden))
+        item = _plans().take(node_id, _run_token(cls.hidden))
         if item is None:  # not planned (cannot happen with a lazy input; stay a pass-through)
             report_node(node_id, NODE_TYPE, "off", reason="no lookup was made for this run")
             return io.NodeOutput(value)

@@ -24,14 +24,14 @@ from typing import Any, Callable, Sequence
 
 from ..cache.keys import build_key
 from ..cache.names import SHARED_NAMESPACE, TIER_ORDER
-from . import events, near_match, runtime
+from . import events, near_match
 from .lib.miss_reason import explain_miss, make_label
 
 _log = logging.getLogger("recall.encode")
 
 CATEGORY = "Recall/encode"
 
-_local = threading.local()
+_local = threading.local()   # per thread: is Recall itself running an encoder now
 
 
 @contextlib.contextmanager
@@ -74,10 +74,10 @@ def uncached(compute: Callable[[], Any], reason: str) -> Part:
     return Part(value, "off", compute_s=seconds, reason=reason)
 
 
-def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | None,
+def cached(store, kind: str, *, contents: Sequence[str], encoder: str, params: dict | None,
            compute: Callable[[], Any], namespace: str = SHARED_NAMESPACE, pinned: bool = False,
            ttl_seconds: float | None = None, hints: dict | None = None, near=None) -> Part:
-    """Look one encoding up; on a miss compute it (single flight per key) and store it.
+    """Look one encoding up in store (the runtime's); on a miss compute it (single flight per key) and store it.
 
     On a miss the caller gets the encoder's own output (the store keeps a copy); on a hit
     a copy of the stored value: either way nothing handed out shares memory with the
@@ -85,9 +85,6 @@ def cached(kind: str, *, contents: Sequence[str], encoder: str, params: dict | N
     seed shapes the noisy pixels) shown in the miss explanation, not part of the key.
     near: a near_match.Plan: an exact miss first tries a verified near-identical image.
     """
-    store, off_reason = runtime.current().store_or_reason()
-    if store is None:
-        return uncached(compute, off_reason)
     key = build_key(kind, contents=contents, encoder=encoder, params=params)
     label = make_label(kind, contents, encoder, params, hints)
     timing = {}
@@ -124,11 +121,6 @@ class _NearHit(Exception):
         self.found = found
 
 
-def _lowest(tiers: list) -> str | None:
-    known = [t for t in tiers if t in TIER_ORDER]
-    return max(known, key=TIER_ORDER.index) if known else (tiers[0] if tiers else None)
-
-
 def _reason(store, namespace: str, key: str, label: str) -> str:
     try:
         recent = [lbl for k, lbl in store.recent_keys(namespace, 64) if k != key]
@@ -147,34 +139,24 @@ def report(node_type: str, node_id, parts: Sequence[Part]) -> dict:
     """One log line + one UI event for a node run made of one or more cached encodings."""
     if not parts:
         return events.report_node(node_id, node_type, "off", reason="nothing to encode")
-    statuses = {p.status for p in parts}
+    statuses, reasons = set(), {}   # reasons: a dict keeps each once, in order
+    tier, key, near, saved, computed = None, None, None, 0.0, 0.0
+    for p in parts:   # one pass: a node run is often a single part
+        statuses.add(p.status)
+        if p.status != "hit" and p.reason:
+            reasons[p.reason] = None
+        if p.tier and (tier is None or _below(p.tier, tier)):
+            tier = p.tier   # the lowest tier that answered
+        key = key or p.key
+        if p.near_db is not None:
+            near = p.near_db if near is None else min(near, p.near_db)
+        saved += p.saved_s
+        computed += p.compute_s
     status = "off" if statuses == {"off"} else "miss" if statuses & {"miss", "off"} else "hit"
-    reasons = [p.reason for p in parts if p.status != "hit" and p.reason]
-    near = [p.near_db for p in parts if p.near_db is not None]
-    return events.report_node(
-        node_id, node_type, status,
-        tier=_lowest([p.tier for p in parts if p.tier]),
-        saved_s=sum(p.saved_s for p in parts),
-        compute_s=sum(p.compute_s for p in parts),
-        reason="; ".join(dict.fromkeys(reasons)) or None,
-        key=next((p.key for p in parts if p.key), None),
-        near_db=min(near) if near else None)
+    return events.report_node(node_id, node_type, status, tier=tier, saved_s=saved, compute_s=computed,
+                              reason="; ".join(reasons) or None, key=key, near_db=near)
 
 
-# --- encoders: what the wrapped calls (nodes/encoder_calls.py) need from this module ------
-
-def encoder_identity(fn: Callable[[Any], str], encoder) -> tuple[str | None, str | None]:
-    """(identity, None), or (None, reason) when this encoder cannot be fingerprinted."""
-    try:
-        return fn(encoder), None
-    except (TypeError, ValueError) as exc:
-        _log.warning("[Recall] cannot fingerprint %s, encoding it uncached: %s", type(encoder).__name__, exc)
-        return None, f"encoder has no stable identity: {exc}"
-
-
-def _clip_vision_output(fields: dict):
-    import comfy.clip_vision
-    out = comfy.clip_vision.Output()
-    for name, value in fields.items():
-        out[name] = value
-    return out
+def _below(tier: str, other: str) -> bool:
+    """tier is lower than other in TIER_ORDER (a name it does not know, "inflight", is above every known one)."""
+    return tier in TIER_ORDER and (other not in TIER_ORDER or TIER_ORDER.index(tier) > TIER_ORDER.index(other))

@@ -8,7 +8,7 @@ identity and the call's other arguments, and the output is core's by constructio
 from __future__ import annotations
 
 from ._api import io
-from . import encode_cache, near_match, preferred_images
+from . import encode_cache, near_match
 from .core_nodes import run_core
 from .encoder_calls import collecting
 from .encoder_wrap import wrap_input
@@ -17,12 +17,13 @@ CATEGORY = encode_cache.CATEGORY
 _node_id = encode_cache.node_id
 
 
-def run_wrapped(node_type: str, node_cls, core_id: str, *, pinned: bool = False, hints: dict | None = None,
+def run_wrapped(node_type: str, node_cls, core_id: str, *, sources: tuple = (), hints: dict | None = None,
                 match: str | None = None, **inputs) -> tuple:
     """Run core node core_id with these inputs (encoders already wrapped); one report for all its calls.
 
+    sources: the node's input images (an encoding of a preferred one stays hot);
     match: the node's `match` choice for its pixel encodes (near_match.OPTIONS)."""
-    with collecting(pinned=pinned, hints=hints, match=match) as parts:
+    with collecting(sources=sources, hints=hints, match=match) as parts:
         out = run_core(core_id, **inputs)
     encode_cache.report(node_type, _node_id(node_cls), parts)
     return out
@@ -57,7 +58,7 @@ class RecallVAEEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, pixels, vae, match=near_match.DEFAULT) -> io.NodeOutput:
-        return io.NodeOutput(*run_wrapped("RecallVAEEncode", cls, "VAEEncode", pinned=preferred_images.is_preferred(pixels),
+        return io.NodeOutput(*run_wrapped("RecallVAEEncode", cls, "VAEEncode", sources=(pixels,),
                                           match=match, pixels=pixels, vae=wrap_input(cls, vae, "vae")))
 
 
@@ -90,7 +91,7 @@ class RecallVAEEncodeTiled(io.ComfyNode):
     def execute(cls, pixels, vae, tile_size, overlap, temporal_size=64, temporal_overlap=8,
                 match=near_match.DEFAULT) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped("RecallVAEEncodeTiled", cls, "VAEEncodeTiled", match=match,
-                                          pinned=preferred_images.is_preferred(pixels), pixels=pixels, vae=wrap_input(cls, vae, "vae"),
+                                          sources=(pixels,), pixels=pixels, vae=wrap_input(cls, vae, "vae"),
                                           tile_size=tile_size, overlap=overlap, temporal_size=temporal_size,
                                           temporal_overlap=temporal_overlap))
 
@@ -118,7 +119,7 @@ class RecallCLIPVisionEncode(io.ComfyNode):
     @classmethod
     def execute(cls, clip_vision, image, crop, match=near_match.DEFAULT) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped("RecallCLIPVisionEncode", cls, "CLIPVisionEncode", match=match,
-                                          pinned=preferred_images.is_preferred(image), clip_vision=wrap_input(cls, clip_vision, "clip_vision"),
+                                          sources=(image,), clip_vision=wrap_input(cls, clip_vision, "clip_vision"),
                                           image=image, crop=crop))
 
 

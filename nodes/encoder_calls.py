@@ -14,6 +14,7 @@ id, found from ComfyUI's executing context; its several calls add up to one badg
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 import threading
@@ -33,9 +34,8 @@ TEXT_KINDS = frozenset({"text", "text_tokens"})   # conditioning: per user, text
 _PLAIN = (type(None), bool, int, float, str)
 _MAX_PLAIN_LEAVES = 16
 
-_local = threading.local()
-_node_lock = threading.Lock()
-_node_parts: OrderedDict = OrderedDict()   # (prompt_id, node_id) -> [Part], for one badge per node
+_local = threading.local()   # the collector of the node running on this thread
+_signature = functools.lru_cache(maxsize=256)(inspect.signature)   # per encoder method: it never changes
 _MAX_NODES = 64
 
 
@@ -44,15 +44,17 @@ class Uncacheable(Exception):
 
 
 @contextlib.contextmanager
-def collecting(pinned: bool = False, hints: dict | None = None, match: str | None = None):
+def collecting(sources: tuple = (), hints: dict | None = None, match: str | None = None):
     """Collect the Parts of the wrapped calls made inside, instead of reporting each one.
 
-    pinned: the calls' entries stay hot (the caller knows the source is a preferred image).
+    sources: the node's input images; when one is a preferred image (nodes/preferred_images.py),
+    the calls' entries stay hot, also when core resized or cropped it before encoding.
     hints: node inputs that shaped the pixels, for the miss explanation only (not the key).
     match: the node's `match` choice (nodes/near_match.py OPTIONS); None or "default" defers.
     """
     outer = getattr(_local, "collector", None)
-    collector = _local.collector = {"parts": [], "pinned": pinned, "hints": hints, "match": match}
+    # "pinned": whether a source is preferred, found once per node run when a call first asks
+    collector = _local.collector = {"parts": [], "sources": sources, "pinned": None, "hints": hints, "match": match}
     try:
         yield collector["parts"]
     finally:
@@ -75,40 +77,56 @@ def call(kind: str, encoder, method: Callable, args: tuple, kwargs: dict, *,
     if encode_cache.inside_compute():  # a wrapped call inside another one's compute: the outer is keyed
         return run()
     compute = run if pack is None else (lambda: pack(run()))
-    part = _part(kind, encoder, method, args, kwargs, identity, ignore, compute, uncacheable, views or {})
+    collector = getattr(_local, "collector", None)
+    part = _part(kind, encoder, method, args, kwargs, identity, ignore, compute, uncacheable, views or {}, collector)
     if unpack is not None:
         part.value = unpack(part.value)
-    _tell(kind, method, part)
+    if collector is not None:
+        collector["parts"].append(part)   # the Recall node reports them all once
+    else:
+        _tell_executing_node(kind, method, part)
     return part.value
 
 
-def _part(kind, encoder, method, args, kwargs, identity, ignore, compute, uncacheable, views) -> encode_cache.Part:
+def _part(kind, encoder, method, args, kwargs, identity, ignore, compute, uncacheable, views,
+          collector) -> encode_cache.Part:
     if uncacheable:
         return encode_cache.uncached(compute, uncacheable)
-    encoder_id, off = encode_cache.encoder_identity(identity, encoder)
-    if encoder_id is None:
-        return encode_cache.uncached(compute, off)
+    try:
+        encoder_id = identity(encoder)
+    except (TypeError, ValueError) as exc:
+        _log.warning("[Recall] cannot fingerprint %s, encoding it uncached: %s", type(encoder).__name__, exc)
+        return encode_cache.uncached(compute, f"encoder has no stable identity: {exc}")
+    rt = runtime.current()   # read once for the whole call
     try:
         contents, params, tensors = describe(method, encoder, args, kwargs, ignore, views)
         if kind == "vae_encode_tiled" and getattr(encoder, "latent_dim", 2) != 3:
             # only video VAEs tile in time: the temporal settings cannot change an image VAE's result
             params = {k: v for k, v in params.items() if k not in ("tile_t", "overlap_t")}
-        namespace, ttl = _namespace(kind)
+        config = rt.config
+        if kind in TEXT_KINDS:   # conditioning: per user, with the text TTL; image encodings are shared
+            namespace, ttl = rt.namespace(), config.text_ttl_minutes * 60
+        else:
+            namespace, ttl = SHARED_NAMESPACE, None
     except Uncacheable as exc:
         return encode_cache.uncached(compute, str(exc))
     except Exception as exc:  # runtime broken: behave like the cache being off
         return encode_cache.uncached(compute, f"cache unavailable: {exc}")
+    hints, match = (None, None) if collector is None else (collector["hints"], collector["match"])
     near = near_match.query(kind, encoder, method, args, kwargs, views, contents, encoder_id, params, namespace,
-                            _collector_value("match"))
-    return encode_cache.cached(kind, contents=contents, encoder=encoder_id, params=params, compute=compute,
-                               namespace=namespace, pinned=_pinned(tensors), ttl_seconds=ttl, hints=_hints(),
-                               near=near)
+                            match, config=config)
+    store, off = rt.store_or_reason()
+    if store is None:
+        return encode_cache.uncached(compute, off)
+    return encode_cache.cached(store, kind, contents=contents, encoder=encoder_id, params=params, compute=compute,
+                               namespace=namespace, pinned=_pinned(rt, collector, tensors), ttl_seconds=ttl,
+                               hints=hints, near=near)
 
 
 def describe(method: Callable, encoder, args: tuple, kwargs: dict, ignore: tuple = (), views: dict | None = None):
     """(contents, params, tensors) of a call: tensors and tensor trees by content, the rest by value."""
     try:
-        bound = inspect.signature(method).bind(encoder, *args, **kwargs)
+        bound = _signature(method).bind(encoder, *args, **kwargs)
     except TypeError as exc:
         raise Uncacheable(f"unexpected arguments: {exc}") from None
     bound.apply_defaults()
@@ -154,54 +172,52 @@ def _is_plain(value) -> bool:
     return plain(value, 0)
 
 
-def _namespace(kind: str):
-    """(namespace, ttl seconds): conditioning per user with the text TTL, image encodings shared."""
-    if kind not in TEXT_KINDS:
-        return SHARED_NAMESPACE, None
-    rt = runtime.current()
-    return rt.namespace(), rt.config.text_ttl_minutes * 60
-
-
-def _hints() -> dict | None:
-    return _collector_value("hints")
-
-
-def _collector_value(name: str):
-    collector = getattr(_local, "collector", None)
-    return None if collector is None else collector.get(name)
-
-
-def _pinned(tensors) -> bool:
-    collector = getattr(_local, "collector", None)
-    if collector is not None and collector["pinned"]:
-        return True
+def _pinned(rt, collector, tensors) -> bool:
+    """Whether the call's entry stays hot: the node's source image or a tensor it encodes is preferred."""
     try:
-        return any(preferred_images.is_preferred(t) for t in tensors)
+        keys = preferred_images.preferred_keys(rt)
+        if not keys:
+            return False
+        if collector is not None:
+            if collector["pinned"] is None:
+                collector["pinned"] = any(t is not None and content_key(t) in keys for t in collector["sources"])
+            if collector["pinned"]:
+                return True
+        return any(content_key(t) in keys for t in tensors)
     except Exception:  # preferred images are a courtesy; never fail a call over them
         return False
 
 
 # --- who made the call ------------------------------------------------------------------
 
-def _tell(kind: str, method: Callable, part: encode_cache.Part) -> None:
-    collector = getattr(_local, "collector", None)
-    if collector is not None:
-        collector["parts"].append(part)
-        return
+def _tell_executing_node(kind: str, method: Callable, part: encode_cache.Part) -> None:
+    """Report a call made by a node that is not Recall's, under that node's class type and id."""
     node_id, node_type, prompt_id = executing_node()
     name = node_type or f"{getattr(method, '__qualname__', kind)}"
     if node_id is None:
         encode_cache.report(name, None, [part])
         return
-    with _node_lock:
-        parts = _node_parts.setdefault((prompt_id, node_id), [])
-        _node_parts.move_to_end((prompt_id, node_id))
-        parts.append(part)
-        while len(_node_parts) > _MAX_NODES:
-            _node_parts.popitem(last=False)
-        parts = list(parts)
+    parts = runtime.current().state(NodeParts).add((prompt_id, node_id), part)
     # every call of the node re-reports all of them: the badge ends showing the node's whole run
     encode_cache.report(name, node_id, parts)
+
+
+class NodeParts:
+    """The runtime's Parts of the wrapped calls of nodes that are not Recall's, for one badge per node."""
+
+    def __init__(self, runtime=None):  # made by Runtime.state(); needs nothing of the runtime
+        self._lock = threading.Lock()
+        self._parts: OrderedDict = OrderedDict()   # (prompt_id, node_id) -> [Part], the newest _MAX_NODES
+
+    def add(self, node: tuple, part: encode_cache.Part) -> list:
+        """Add one call's Part to the node's; returns all of them so far."""
+        with self._lock:
+            parts = self._parts.setdefault(node, [])
+            self._parts.move_to_end(node)
+            parts.append(part)
+            while len(self._parts) > _MAX_NODES:
+                self._parts.popitem(last=False)
+            return list(parts)
 
 
 def executing_node() -> tuple[str | None, str | None, str | None]:

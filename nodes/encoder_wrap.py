@@ -19,18 +19,28 @@ from __future__ import annotations
 
 import threading
 
-from . import encode_cache, encoder_calls
+from . import encoder_calls
 from .identity import clip_identity, clip_vision_identity, note_origin, vae_identity
 
-# CLIP vision's result is an Output object: stored as its fields, handed out rebuilt
-CLIP_VISION_VALUE = {"pack": lambda out: dict(vars(out)), "unpack": lambda fields: encode_cache._clip_vision_output(fields)}
 
-_classes: dict[type, type] = {}
+def _clip_vision_output(fields: dict):
+    import comfy.clip_vision
+    out = comfy.clip_vision.Output()
+    for name, value in fields.items():
+        out[name] = value
+    return out
+
+
+# CLIP vision's result is an Output object: stored as its fields, handed out rebuilt
+CLIP_VISION_VALUE = {"pack": lambda out: dict(vars(out)), "unpack": _clip_vision_output}
+
+_classes: dict[type, type] = {}   # encoder class -> its wrapper class: a fact of the loaded classes
 _lock = threading.Lock()
 
 
 class RecallWrapped:
-    """Marker base of every wrapper class; `recall_wrapped` tells a wrapped encoder apart."""
+    """Marker base of every wrapper class; `recall_wrapped` tells a wrapped encoder apart.
+    recall_base (set on each wrapper class) is the wrapped class, whose methods the mixins call."""
     recall_wrapped = True
 
 
@@ -46,34 +56,34 @@ VAE_CALL = {"identity": vae_identity, "views": {"pixel_samples": _vae_pixels}}
 
 class _VAECalls(RecallWrapped):
     def encode(self, *args, **kwargs):
-        base = _base_method(self, "encode")
+        base = type(self).recall_base.encode
         return encoder_calls.call("vae_encode", self, base, args, kwargs, **VAE_CALL)
 
     def encode_tiled(self, *args, **kwargs):
-        base = _base_method(self, "encode_tiled")
+        base = type(self).recall_base.encode_tiled
         return encoder_calls.call("vae_encode_tiled", self, base, args, kwargs, **VAE_CALL)
 
 
 class _ClipVisionCalls(RecallWrapped):
     def encode_image(self, *args, **kwargs):
-        base = _base_method(self, "encode_image")
+        base = type(self).recall_base.encode_image
         return encoder_calls.call("clip_vision", self, base, args, kwargs, identity=clip_vision_identity,
                                   **CLIP_VISION_VALUE)
 
 
 class _CLIPCalls(RecallWrapped):
     def encode_from_tokens_scheduled(self, *args, **kwargs):
-        base = _base_method(self, "encode_from_tokens_scheduled")
+        base = type(self).recall_base.encode_from_tokens_scheduled
         return encoder_calls.call("text", self, base, args, kwargs, identity=clip_identity,
                                   ignore=("show_pbar",), uncacheable=_hooked(self))
 
     def encode_from_tokens(self, *args, **kwargs):
-        base = _base_method(self, "encode_from_tokens")
+        base = type(self).recall_base.encode_from_tokens
         return encoder_calls.call("text_tokens", self, base, args, kwargs, identity=clip_identity,
                                   uncacheable=_hooked(self))
 
     def clone(self, *args, **kwargs):
-        return wrap(_base_method(self, "clone")(self, *args, **kwargs))
+        return wrap(type(self).recall_base.clone(self, *args, **kwargs))
 
 
 def _hooked(clip) -> str | None:
@@ -82,11 +92,6 @@ def _hooked(clip) -> str | None:
         # Hooked conditioning carries live hook objects and is scheduled per step: not storable.
         return "CLIP has hooks applied; hooked conditioning is not cached"
     return None
-
-
-def _base_method(obj, name: str):
-    """The method of the wrapped class (the first class after the wrapper mixins in the MRO)."""
-    return getattr(type(obj).recall_base, name)
 
 
 def _mixin_for(cls: type):
@@ -136,8 +141,9 @@ def wrap_input(node_cls, encoder, input_name: str):
 
 def wrap(encoder):
     """The encoder, wrapped (None stays None; a wrapped encoder is returned as it is)."""
-    if encoder is None or is_wrapped(encoder):
+    if encoder is None or isinstance(encoder, RecallWrapped):
         return encoder
-    wrapped = object.__new__(_wrapper_class(type(encoder)))
+    cls = type(encoder)
+    wrapped = object.__new__(_classes.get(cls) or _wrapper_class(cls))   # no lock once the class is known
     wrapped.__dict__ = encoder.__dict__   # shared, not copied: one object's state seen through two types
     return wrapped

@@ -13,7 +13,7 @@ file are not hashed at all: a node that receives an encoder calls note_origin() 
 the prompt, which finds the core loader node and its files (model_origin.py); when the
 files and their folders have not changed since this process started, the model holds
 exactly what the files held, and the weights' fingerprint is remembered in a
-persistent memo (cache/weights_memo.py) keyed by the loader, its options and the
+persistent memo (cache/weights_memo.py, the runtime's weights_memo) keyed by the loader, its options and the
 files' stamps. Any doubt (a file changed while the server ran, a loader from another
 pack, no process start time) falls back to hashing.
 
@@ -29,28 +29,27 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from pathlib import Path
 
 import torch
 from ..cache.fingerprint import FingerprintMemo, fingerprint_patches, fingerprint_structure, fingerprint_tensors
-from ..cache.weights_memo import WeightsMemo
-from .lib.file_digest import file_stamp, process_start_time, unchanged_since
+from .lib.file_digest import file_stamp, unchanged_since
 from . import runtime
 from .lib.tensor_tree import tree_digest
 
 _log = logging.getLogger("recall")
+# Per-object memos (weakly held): facts about live objects, true whatever runtime is installed.
 _weights_memo = FingerprintMemo()   # per torch module: its unpatched weights
 _patches_memo = FingerprintMemo()   # per ModelPatcher, token patches_uuid: its weight patches
 # A file changed this little before the process started is not trusted: clocks of network
 # file systems drift, and ctime has the file system's granularity.
 SETTLE_SECONDS = 30.0
-MEMO_FILE = "encoder_identities.json"
-_UNSET = object()
 _CONFLICT = object()   # two origins claimed for one module: never trusted
 
 _lock = threading.Lock()
-_origins: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # weights module -> Origin
-_persist = {"memo": _UNSET, "started_at": _UNSET}
+# (kind, class, weights, patches, repr(extra)) -> identity: results of a pure function, true for any runtime
+_identities: dict[tuple, str] = {}
+_MAX_IDENTITIES = 256
+_origins: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # weights module -> Origin (a live fact)
 
 
 def vae_identity(vae) -> str:
@@ -98,8 +97,18 @@ def _combine(kind: str, module, patcher, extra: dict) -> str:
     base = _weights_memo.get(module, "weights", lambda: _base_weights(module, patcher))
     token = str(getattr(patcher, "patches_uuid", ""))
     patches = _patches_memo.get(patcher, token, lambda: patches_fingerprint(patcher))
-    return tree_digest({"kind": kind, "class": f"{type(module).__module__}.{type(module).__qualname__}",
-                        "weights": base, "patches": patches, "extra": extra})
+    cls = f"{type(module).__module__}.{type(module).__qualname__}"
+    # extra holds plain values only (str, int, float, bool, None, lists, dicts of them): its repr is exact
+    known = (kind, cls, base, patches, repr(extra))
+    with _lock:
+        identity = _identities.get(known)
+    if identity is None:
+        identity = tree_digest({"kind": kind, "class": cls, "weights": base, "patches": patches, "extra": extra})
+        with _lock:
+            _identities[known] = identity
+            while len(_identities) > _MAX_IDENTITIES:
+                _identities.pop(next(iter(_identities)))
+    return identity
 
 
 def unpatched_state_dict(module, patcher) -> dict:
@@ -132,38 +141,6 @@ def patches_fingerprint(patcher) -> str:
 
 
 # -- identities that survive a restart -------------------------------------------------------
-
-def configure_persistence(memo: WeightsMemo | None | object = _UNSET, started_at: float | None | object = _UNSET):
-    """Set the persistent memo and the process start time (tests, benchmarks); _UNSET: the default."""
-    with _lock:
-        _persist["memo"], _persist["started_at"] = memo, started_at
-        _origins.clear()
-
-
-def _memo() -> WeightsMemo | None:
-    with _lock:
-        if _persist["memo"] is _UNSET:
-            _persist["memo"] = _default_memo()
-        return _persist["memo"]
-
-
-def _default_memo() -> WeightsMemo | None:
-    """The memo in the disk tier's folder (the configured disk_dir, else the user folder's)."""
-    try:
-        configured = runtime.current().config.disk_dir
-        return WeightsMemo(Path(configured).expanduser() / MEMO_FILE if configured
-                           else runtime.default_disk_dir() / MEMO_FILE)
-    except Exception as exc:  # no config or folder: every identity is then hashed from the weights
-        _log.warning("[Recall] encoder identity memo unavailable (%s); models are fingerprinted by their weights.", exc)
-        return None
-
-
-def _started_at() -> float | None:
-    with _lock:
-        if _persist["started_at"] is _UNSET:
-            _persist["started_at"] = process_start_time()
-        return _persist["started_at"]
-
 
 def _parts(encoder):
     """(kind, weights module, patcher) of a VAE, CLIP or CLIP-vision model."""
@@ -204,7 +181,7 @@ def attach_origin(module, origin) -> bool:
     fingerprint = _weights_memo.peek(module, "weights")
     if fingerprint is not None:  # hashed before the origin was known: remember it for the next start
         proof = _proof(origin)
-        memo = _memo() if proof is not None else None
+        memo = runtime.current().weights_memo if proof is not None else None
         if memo is not None:
             memo.record(origin.key, proof, _structure(module), fingerprint)
     return True
@@ -219,7 +196,7 @@ def _structure(module) -> str:
 
 def _proof(origin) -> list | None:
     """The files' stamps when the files and folders are unchanged since the process started."""
-    started = _started_at()
+    started = runtime.current().started_at
     if started is None:
         return None
     limit = started - SETTLE_SECONDS
@@ -236,7 +213,7 @@ def _base_weights(module, patcher) -> str:
     with _lock:
         origin = _origins.get(module)
     proof = _proof(origin) if origin is not None and origin is not _CONFLICT else None
-    memo = _memo() if proof is not None else None
+    memo = runtime.current().weights_memo if proof is not None else None
     structure = None
     if memo is not None:
         structure = _structure(module)

@@ -16,7 +16,7 @@ import logging
 import time
 
 from ..cache.keys import build_key
-from . import events, runtime, upstream_facts
+from . import events, runtime
 from ._api import io
 from .lib import lcm_schedule, lora_keys
 from .lib.file_digest import file_stamp
@@ -37,8 +37,9 @@ def load_parsed(path: str, name: str):
     """(ParsedLora, status, tier, seconds): from the RAM tier when the file's content was seen before."""
     alpha = lora_keys.peft_alpha(path)
     # without a store (caching off or broken) the loader reads the file on every run
-    store, _ = runtime.current().store_or_reason("LoRA files are read on every run")
-    digests = upstream_facts.file_digests()
+    rt = runtime.current()
+    store, _ = rt.store_or_reason("LoRA files are read on every run")
+    digests = rt.file_digests
     digest = digests.known(path)
     if store is not None and digest is not None:
         hit = store.get(_file_key(digest, alpha), namespace=NAMESPACE)

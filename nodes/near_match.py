@@ -42,7 +42,8 @@ TOOLTIP = ("How the pixels are looked up. exact: only the very same pixels hit (
 PIXEL_ARGS = {"vae_encode": "pixel_samples", "vae_encode_tiled": "pixel_samples", "clip_vision": "image"}
 MAX_FRAMES = 64    # a longer clip is looked up exactly: its thumbnails would cost more than they save
 
-_overrides: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # wrapped encoder -> (mode, db)
+# wrapped encoder -> (mode, db): a choice carried by a live object (held weakly), whatever the runtime
+_overrides: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def parse(option) -> tuple[str, float] | None:
@@ -71,38 +72,40 @@ def with_match(wrapped, option):
     return other
 
 
-def resolve(node_choice, encoder) -> tuple[str, float]:
-    choice = parse(node_choice)
+def resolve(node_choice, encoder, config=None) -> tuple[str, float]:
+    """(mode, dB) of a call: the node's choice, else the wrapper's, else config's (the runtime's by default)."""
+    choice = None if node_choice in (None, DEFAULT) else parse(node_choice)
     if choice is None:
         try:
             choice = _overrides.get(encoder)
         except TypeError:  # an encoder that cannot be weakly referenced has no wrapper choice
             choice = None
     if choice is None:
-        config = runtime.current().config
+        if config is None:
+            config = runtime.current().config
         choice = (config.match, config.near_psnr_db)
     return choice
 
 
 def query(kind: str, encoder, method, args: tuple, kwargs: dict, views: dict, contents: list, encoder_id: str,
-          params: dict, namespace: str, node_choice=None) -> "Plan | None":
+          params: dict, namespace: str, node_choice=None, *, config=None) -> "Plan | None":
     """The near query of one call, or None when it is looked up exactly (the mode, or not pixels).
 
+    config: the runtime's config (read from the installed runtime when not given).
     A failure here is an exact look-up with a warning, never a failed encode."""
     if kind not in PIXEL_ARGS:
         return None
     try:
-        return _query(kind, encoder, method, args, kwargs, views, contents, encoder_id, params, namespace,
-                      node_choice)
+        mode, min_db = resolve(node_choice, encoder, config)
+        if mode != "near":
+            return None
+        return _plan(kind, encoder, method, args, kwargs, views, contents, encoder_id, params, namespace, min_db)
     except Exception as exc:
         _log.warning("[Recall] near match: cannot describe this %s call, looking it up exactly: %s", kind, exc)
         return None
 
 
-def _query(kind, encoder, method, args, kwargs, views, contents, encoder_id, params, namespace, node_choice):
-    mode, min_db = resolve(node_choice, encoder)
-    if mode != "near":
-        return None
+def _plan(kind, encoder, method, args, kwargs, views, contents, encoder_id, params, namespace, min_db):
     name = PIXEL_ARGS[kind]
     bound = inspect.signature(method).bind(encoder, *args, **kwargs)
     bound.apply_defaults()

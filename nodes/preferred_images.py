@@ -31,9 +31,6 @@ _log = logging.getLogger("recall")
 
 DECODE_WAIT_S = 5.0
 
-_lock = threading.Lock()
-_state: dict = {"signature": None, "keys": frozenset(), "pending": None}
-_warned: set = set()  # (name, why): each refusal is logged once, not on every encode
 
 
 def _input_dir() -> str:
@@ -77,13 +74,13 @@ def validate(names) -> None:
                                    "Upload the image first, or remove the entry.")
 
 
-def _signature(names) -> tuple:
+def _signature(names, warned: set) -> tuple:
     out = []
     for name in names:
         path, detail = resolve(name)
         if path is None:
-            if (name, detail) not in _warned and len(_warned) < 1024:
-                _warned.add((name, detail))
+            if (name, detail) not in warned and len(warned) < 1024:
+                warned.add((name, detail))
                 _log.warning("[Recall] preferred image %.200r is skipped: it %s (expected an image file in "
                              "ComfyUI's input folder). Fix the name in the config.", name, detail)
             continue
@@ -106,45 +103,61 @@ def _decode(signature) -> frozenset:
     return frozenset(keys)
 
 
+class PreferredKeys:
+    """The runtime's decoded preferred images: keys of the files as last decoded, and the decode running."""
+
+    def __init__(self, runtime=None):  # made by Runtime.state(); the config is read at each call
+        self.lock = threading.Lock()
+        self.signature: tuple | None = None   # the files (name, path, stamp) the keys were decoded from
+        self.keys: frozenset = frozenset()
+        self.pending: _Decode | None = None
+        self.warned: set = set()  # (name, why): each refusal is logged once, not on every encode
+
+
 class _Decode(threading.Thread):
-    def __init__(self, signature):
+    def __init__(self, signature, state: PreferredKeys):
         super().__init__(name="recall-preferred-images", daemon=True)
-        self.signature = signature
+        self.signature, self.state = signature, state
         self.keys: frozenset | None = None
 
     def run(self):
+        state = self.state
         try:
             self.keys = _decode(self.signature)
         finally:
-            with _lock:
-                if _state["pending"] is self:  # a newer change may have replaced this decode
-                    _state["signature"], _state["keys"], _state["pending"] = self.signature, self.keys, None
+            with state.lock:
+                if state.pending is self:  # a newer change may have replaced this decode
+                    state.signature, state.keys, state.pending = self.signature, self.keys, None
 
 
-def preferred_keys() -> frozenset:
-    """Content keys of the preferred files' pixels (what is known now; see the module doc)."""
+def preferred_keys(rt=None) -> frozenset:
+    """Content keys of the preferred files' pixels (what is known now; see the module doc).
+
+    rt: the runtime whose config names the files (the installed one by default)."""
     try:
-        names = list(runtime.current().config.preferred_images)
+        rt = runtime.current() if rt is None else rt
+        names = list(rt.config.preferred_images)
         if not names:
             return frozenset()
-        signature = _signature(names)
+        state = rt.state(PreferredKeys)
+        signature = _signature(names, state.warned)
     except Exception as exc:  # a broken config or folder must never fail an encode
         _log.debug("preferred images unavailable: %s", exc)
         return frozenset()
-    with _lock:
-        if signature == _state["signature"]:
-            return _state["keys"]
-        pending = _state["pending"]
+    with state.lock:
+        if signature == state.signature:
+            return state.keys
+        pending = state.pending
         if pending is not None and pending.signature == signature:
-            return _state["keys"]  # already decoding (and already waited for once)
-        pending = _state["pending"] = _Decode(signature)
+            return state.keys  # already decoding (and already waited for once)
+        pending = state.pending = _Decode(signature, state)
     pending.start()
     pending.join(DECODE_WAIT_S)
     if pending.is_alive():
         _log.warning("[Recall] preferred images are still being decoded after %.0f s; runs go on without them "
                      "until the decode finishes.", DECODE_WAIT_S)
-    with _lock:
-        return _state["keys"]
+    with state.lock:
+        return state.keys
 
 
 def is_preferred(image: torch.Tensor | None) -> bool:

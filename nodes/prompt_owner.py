@@ -20,6 +20,8 @@ The prompt worker sets PromptServer.instance.last_prompt_id before it runs a pro
 run's user is the one recorded for that id. A prompt with no recorded user (an unknown
 comfy-user, a prompt queued some other way, a record evicted from the bounded table) is
 its own namespace: it can reach no one's entries and no one can reach its.
+
+The records are a PromptOwners table of the installed runtime (nodes/runtime.py state()).
 """
 from __future__ import annotations
 
@@ -28,13 +30,14 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
+from typing import Callable
 
 _log = logging.getLogger("recall")
 
 MAX_PROMPTS = 20_000      # records kept; an evicted one only isolates that prompt further
+# the request being handled: set per task by the middleware, like any context variable
 _request: contextvars.ContextVar = contextvars.ContextVar("recall_request", default=None)
-_lock = threading.RLock()
-_owners: "OrderedDict[str, str | None]" = OrderedDict()   # prompt id -> user (None: unknown)
+# servers already hooked: a fact about the live server object, whatever runtime is installed
 _installed_on: set = set()
 
 
@@ -51,8 +54,9 @@ def _middleware():
     return recall_prompt_owner
 
 
-def install(server, user_of) -> bool:
-    """Hook POST /prompt of this PromptServer; user_of(request) -> user id, KeyError if unknown.
+def install(server, user_of, owners: Callable[[], "PromptOwners"]) -> bool:
+    """Hook POST /prompt of this PromptServer; user_of(request) -> user id, KeyError if unknown;
+    owners() -> the table to record in (the installed runtime's).
 
     False (with a warning) when the server has already started: then every prompt is its own
     namespace, which isolates users but reuses no per-user entry across prompts.
@@ -65,44 +69,49 @@ def install(server, user_of) -> bool:
         _log.warning("[Recall] multi-user: cannot learn who queues prompts (%s); each prompt keeps its own "
                      "text-conditioning cache. Restart ComfyUI so the pack loads before the server starts.", exc)
         return False
-    server.add_on_prompt_handler(lambda json_data: on_prompt(json_data, user_of))
+    server.add_on_prompt_handler(lambda json_data: owners().on_prompt(json_data, user_of))
     _installed_on.add(id(server))
     return True
 
 
-def on_prompt(json_data, user_of):
-    """Record the user of the request being handled under the prompt's id (see the module doc)."""
-    request = _request.get()
-    if request is None or not isinstance(json_data, dict) or "prompt" not in json_data:
+class PromptOwners:
+    """prompt id -> the user who queued it (None: unknown), the newest MAX_PROMPTS; one per runtime."""
+
+    def __init__(self, runtime=None):  # made by Runtime.state(); needs nothing of the runtime
+        self._lock = threading.RLock()
+        self._owners: "OrderedDict[str, str | None]" = OrderedDict()
+
+    def on_prompt(self, json_data, user_of):
+        """Record the user of the request being handled under the prompt's id (see the module doc)."""
+        request = _request.get()
+        if request is None or not isinstance(json_data, dict) or "prompt" not in json_data:
+            return json_data
+        try:
+            user = str(user_of(request))
+        except KeyError:
+            user = None
+        has_id = "prompt_id" in json_data
+        prompt_id = str(json_data["prompt_id"]) if has_id else str(uuid.uuid4())
+        with self._lock:
+            if has_id and prompt_id in self._owners and (user is None or self._owners[prompt_id] != user):
+                new_id = str(uuid.uuid4())
+                _log.info("[Recall] multi-user: prompt id %.64r belongs to another user's prompt; this prompt "
+                          "runs as %s", prompt_id, new_id)
+                prompt_id = new_id
+            json_data["prompt_id"] = prompt_id
+            self.record(prompt_id, user)
         return json_data
-    try:
-        user = str(user_of(request))
-    except KeyError:
-        user = None
-    has_id = "prompt_id" in json_data
-    prompt_id = str(json_data["prompt_id"]) if has_id else str(uuid.uuid4())
-    with _lock:
-        if has_id and prompt_id in _owners and (user is None or _owners[prompt_id] != user):
-            new_id = str(uuid.uuid4())
-            _log.info("[Recall] multi-user: prompt id %.64r belongs to another user's prompt; this prompt runs "
-                      "as %s", prompt_id, new_id)
-            prompt_id = new_id
-        json_data["prompt_id"] = prompt_id
-        record(prompt_id, user)
-    return json_data
 
+    def record(self, prompt_id: str, user: str | None) -> None:
+        with self._lock:
+            self._owners[prompt_id] = user
+            self._owners.move_to_end(prompt_id)
+            while len(self._owners) > MAX_PROMPTS:
+                self._owners.popitem(last=False)
 
-def record(prompt_id: str, user: str | None) -> None:
-    with _lock:
-        _owners[prompt_id] = user
-        _owners.move_to_end(prompt_id)
-        while len(_owners) > MAX_PROMPTS:
-            _owners.popitem(last=False)
-
-
-def owner_of(prompt_id) -> str | None:
-    """The user who queued prompt_id, or None when unknown."""
-    if prompt_id is None:
-        return None
-    with _lock:
-        return _owners.get(str(prompt_id))
+    def owner_of(self, prompt_id) -> str | None:
+        """The user who queued prompt_id, or None when unknown."""
+        if prompt_id is None:
+            return None
+        with self._lock:
+            return self._owners.get(str(prompt_id))

@@ -324,7 +324,7 @@ def _comfy_multi_user() -> bool:
     return bool(getattr(args, "multi_user", False))
 
 
-_registered_on: set = set()
+_registered_on: set = set()   # route tables already given our routes: once per server, whatever the runtime
 
 
 def register(routes, *, runtime=None, user_of=None, multi_user=None) -> RecallRoutes | None:

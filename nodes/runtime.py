@@ -1,9 +1,11 @@
 """The bridge between ComfyUI and the cache engine: the only place that knows ComfyUI facts.
 
 A Runtime holds what the nodes need of the cache: the config, the store and the
-namespace resolver. One is built when the pack loads (startup.py) and every node
-reaches it through current(); a test or a benchmark installs its own with install()
-and puts the previous one back. It resolves the user directory, the accelerator and
+namespace resolver, and every other piece of state the running pack keeps (the file
+and weights memos, and each node module's own tables through state()). One is built
+when the pack loads (startup.py) and every node reaches it through current(); a test
+or a benchmark installs its own with install() and puts the previous one back, and so
+starts from fresh state. It resolves the user directory, the accelerator and
 the user who queued the running prompt (recorded by prompt_owner.py), and hands them
 to cache/ as plain arguments. ComfyUI modules are imported inside functions so this
 module imports (and its tests run) without ComfyUI. Nothing here does heavy work at
@@ -22,11 +24,15 @@ from ..cache.config import RUNTIME_KEYS, CacheConfig, build_store, describe, loa
 from ..cache.entry_count import DistinctEntries
 from ..cache.errors import CacheConfigError
 from ..cache.names import DISK, RAM, VRAM
+from ..cache.weights_memo import WeightsMemo
 from . import events, near_match, preferred_images, prompt_owner
+from .lib.file_digest import FileDigests, process_start_time
 
 _log = logging.getLogger("recall")
 
 DEFAULT_NAMESPACE = "default"  # conditioning when ComfyUI runs single-user
+WEIGHTS_MEMO_FILE = "encoder_identities.json"
+_DEFAULT = object()  # a Runtime argument left out: resolved on first use
 
 
 # -- ComfyUI facts ---------------------------------------------------------------------
@@ -91,7 +97,7 @@ def prompt_namespace() -> str:
         prompt_id = getattr(PromptServer.instance, "last_prompt_id", None)
     except Exception:
         prompt_id = None
-    user = prompt_owner.owner_of(prompt_id)
+    user = current().state(prompt_owner.PromptOwners).owner_of(prompt_id)
     if user is not None:
         return user_namespace(user)
     return f"anon:{prompt_id if prompt_id is not None else uuid.uuid4()}"
@@ -103,7 +109,9 @@ def track_prompt_owners() -> bool:
         return False
     from server import PromptServer
     server = PromptServer.instance
-    return prompt_owner.install(server, server.user_manager.get_request_user_id)
+    # the handler records into the runtime installed when each prompt is queued
+    return prompt_owner.install(server, server.user_manager.get_request_user_id,
+                                lambda: current().state(prompt_owner.PromptOwners))
 
 
 # -- the runtime ---------------------------------------------------------------------------
@@ -142,22 +150,36 @@ def _on_backend_event(event: str, info: dict) -> None:
 
 
 class Runtime:
-    """Config, store and namespace resolver of the running pack.
+    """Config, store, namespace resolver and the other state of the running pack.
 
     config and store given here are used as they are; left out, the config is read from
-    the config file and the store built from it on first use (build_store(config))."""
+    the config file and the store built from it on first use (build_store(config)).
+    file_digests, weights_memo (None: no memo) and started_at (the process start time;
+    None: unknown) likewise, each made on first use when left out."""
 
     user_namespace = staticmethod(user_namespace)
 
     def __init__(self, config: CacheConfig | None = None, store=None, *,
                  namespace: Callable[[], str] = prompt_namespace,
-                 build_store: Callable[[CacheConfig], object] = build_default_store):
+                 build_store: Callable[[CacheConfig], object] = build_default_store,
+                 file_digests: FileDigests | None = None, weights_memo=_DEFAULT, started_at=_DEFAULT):
         self._lock = threading.RLock()
         self._config, self._store = config, store
         self._namespace, self._build_store = namespace, build_store
         self._warned: set[str] = set()
         self._distinct = DistinctEntries()
         self._near = None
+        self._file_digests, self._weights_memo, self._started_at = file_digests, weights_memo, started_at
+        self._states: dict[type, object] = {}
+
+    def state(self, kind: type):
+        """This runtime's one kind(runtime) object, made on first use: a node module's own tables
+        (pending Recall Cache runs, prompt owners, ...), so a fresh runtime starts them empty."""
+        with self._lock:
+            obj = self._states.get(kind)
+            if obj is None:
+                obj = self._states[kind] = kind(self)
+            return obj
 
     @property
     def config(self) -> CacheConfig:
@@ -242,6 +264,41 @@ class Runtime:
             return {"hits": 0, "rejected": 0, "stale": 0, "saved_seconds": 0.0, "indexed": 0}
         return matcher.stats()
 
+    @property
+    def file_digests(self) -> FileDigests:
+        """The memo of file contents (loader files, LoRA files, input images), kept beside the cache folder."""
+        with self._lock:
+            if self._file_digests is None:
+                self._file_digests = FileDigests(default_disk_dir().parent / "file_digests.json")
+            return self._file_digests
+
+    @property
+    def weights_memo(self) -> WeightsMemo | None:
+        """Encoder weights remembered across restarts (nodes/identity.py), in the disk tier's folder;
+        None when there is no usable folder (identities are then hashed from the weights)."""
+        with self._lock:
+            if self._weights_memo is _DEFAULT:
+                self._weights_memo = self._default_weights_memo()
+            return self._weights_memo
+
+    def _default_weights_memo(self) -> WeightsMemo | None:
+        try:
+            configured = self.config.disk_dir
+            folder = Path(configured).expanduser() if configured else default_disk_dir()
+            return WeightsMemo(folder / WEIGHTS_MEMO_FILE)
+        except Exception as exc:  # no config or folder: every identity is then hashed from the weights
+            _log.warning("[Recall] encoder identity memo unavailable (%s); models are fingerprinted by their "
+                         "weights.", exc)
+            return None
+
+    @property
+    def started_at(self) -> float | None:
+        """When this process started (None: unknown): files changed after it are not trusted."""
+        with self._lock:
+            if self._started_at is _DEFAULT:
+                self._started_at = process_start_time()
+            return self._started_at
+
     def distinct_entries(self, namespaces=None) -> int:
         """Entries counted once: an encoding kept in RAM and on disk is one entry with two copies."""
         return self._distinct.count(self.store.tiers, namespaces)
@@ -284,10 +341,15 @@ class Runtime:
         with self._lock:
             store, self._store = self._store, None
             matcher, self._near = self._near, None
+            states, self._states = list(self._states.values()), {}
         if store is not None:
             store.close()
         if matcher is not None:
             matcher.index.close()
+        for obj in states:
+            close = getattr(obj, "close", None)
+            if close is not None:
+                close()
 
 
 _install_lock = threading.Lock()

@@ -8,18 +8,16 @@ answers with ComfyUI's own machinery, imported inside functions:
   (an expansion added later) we ask an IsChangedCache ourselves, which calls the method
   with the node's constant inputs exactly as ComfyUI does (LoadImage answers with the
   SHA-256 of the file, so a file replaced behind the same name changes the signature).
-- Loader files: hashed by content through folder_paths (lib/file_digest.py memoises by
-  path, size, mtime and inode, on disk next to the cache), so a renamed identical model
-  still hits.
+- Loader files: hashed by content through folder_paths (the runtime's file_digests,
+  lib/file_digest.py, memoises by path, size, mtime and inode, on disk next to the
+  cache), so a renamed identical model still hits.
 """
 from __future__ import annotations
 
 import logging
 import os
-import threading
 
 from . import runtime
-from .lib.file_digest import FileDigests
 from .lib.signature import NodeFacts, SignatureError
 
 _log = logging.getLogger("recall")
@@ -30,20 +28,6 @@ MODEL_TYPES = frozenset({
     "PHOTOMAKER", "MODEL_PATCH", "AUDIO_ENCODER", "LORA_MODEL", "HOOKS", "GUIDER", "SAMPLER", "NOISE",
     "LATENT_UPSCALE_MODEL", "UPSCALE_MODEL_V2",
 })
-
-_lock = threading.Lock()
-_digests: FileDigests | None = None
-
-
-def file_digests() -> FileDigests:
-    """The process's one memo of file contents: loader files, LoRA files, input images."""
-    global _digests
-    with _lock:
-        if _digests is None:
-            memo = runtime.default_disk_dir().parent / "file_digests.json"
-            _digests = FileDigests(memo)
-        return _digests
-
 
 def resolve_file(folder: str, name: str) -> str | None:
     """The full path ComfyUI's loader would open for this file name, or None."""
@@ -64,7 +48,7 @@ def file_digest(folder: str, name: str) -> str | None:
     if path is None:
         return None
     try:
-        return file_digests().digest(path)
+        return runtime.current().file_digests.digest(path)
     except OSError as exc:
         _log.warning("[Recall] Recall Cache: cannot read %s (%s); keying it by name", path, exc)
         return None

@@ -17,7 +17,7 @@ import contextlib
 import torch
 
 from ._api import io
-from . import encode_cache, preferred_images
+from . import encode_cache
 from . import near_match
 from .encode_nodes import match_input, run_wrapped
 from .encoder_wrap import wrap_input
@@ -84,7 +84,7 @@ class RecallSVDImg2VidConditioning(io.ComfyNode):
         noisy = augmentation_level > 0
         with seeded(seed if noisy else None, init_image.device):
             out = run_wrapped("RecallSVDImg2VidConditioning", cls, "SVD_img2vid_Conditioning",
-                              pinned=preferred_images.is_preferred(init_image), match=match,
+                              sources=(init_image,), match=match,
                               hints={"seed": seed, "augmentation_level": augmentation_level} if noisy else None,
                               clip_vision=wrap_input(cls, clip_vision, "clip_vision"),
                               init_image=init_image, vae=wrap_input(cls, vae, "vae"), width=width, height=height,
@@ -146,7 +146,7 @@ class RecallWanImageToVideo(io.ComfyNode):
     def execute(cls, positive, negative, vae, width, height, length, batch_size, start_image=None,
                 clip_vision_output=None, match=near_match.DEFAULT) -> io.NodeOutput:
         return io.NodeOutput(*run_wrapped(
-            "RecallWanImageToVideo", cls, "WanImageToVideo", pinned=preferred_images.is_preferred(start_image),
+            "RecallWanImageToVideo", cls, "WanImageToVideo", sources=(start_image,),
             match=match,
             hints=_clip_hints(width, height, length),
             positive=positive, negative=negative, vae=wrap_input(cls, vae, "vae"), width=width, height=height, length=length,
@@ -178,9 +178,9 @@ class RecallWanFirstLastFrameToVideo(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, vae, width, height, length, batch_size, start_image=None, end_image=None,
                 clip_vision_start_image=None, clip_vision_end_image=None, match=near_match.DEFAULT) -> io.NodeOutput:
-        pinned = preferred_images.is_preferred(start_image) or preferred_images.is_preferred(end_image)
         return io.NodeOutput(*run_wrapped(
-            "RecallWanFirstLastFrameToVideo", cls, "WanFirstLastFrameToVideo", pinned=pinned, match=match,
+            "RecallWanFirstLastFrameToVideo", cls, "WanFirstLastFrameToVideo", sources=(start_image, end_image),
+            match=match,
             hints=_clip_hints(width, height, length),
             positive=positive, negative=negative, vae=wrap_input(cls, vae, "vae"), width=width, height=height, length=length,
             batch_size=batch_size, start_image=start_image, end_image=end_image,

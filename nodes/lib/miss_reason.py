@@ -18,7 +18,7 @@ _CONTENT_NOUN = {"text": "prompt", "text_tokens": "prompt"}  # what the content 
 def make_label(kind: str, contents: Sequence[str], encoder: str, params: Mapping[str, Any] | None,
                hints: Mapping[str, Any] | None = None) -> str:
     """hints: inputs of the calling node that shaped the content (a Wan clip's length), not in the key."""
-    digest = "+".join(c[:_PREFIX] for c in contents)
+    digest = "+".join([c[:_PREFIX] for c in contents])
     doc = {"k": kind, "c": digest, "e": encoder[:_PREFIX], "p": dict(params or {})}
     if hints:
         doc["h"] = dict(hints)
@@ -62,4 +62,4 @@ def explain_miss(label: str, recent_labels: Iterable[str]) -> str:
 def _changed(a: dict, b: dict) -> list:
     if not isinstance(a, dict) or not isinstance(b, dict):
         return []
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return sorted([k for k in a.keys() | b.keys() if a.get(k) != b.get(k)])

@@ -75,12 +75,10 @@ class _ExpandEncode:
 def comfy(monkeypatch, tmp_path, models, recall):  # noqa: F811
     import folder_paths
     import nodes
-    from recall_pack.nodes import cache_nodes, upstream_facts
-    from recall_pack.nodes.lib.file_digest import FileDigests
+    from recall_pack.nodes import cache_nodes
     monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, "RecallCache", cache_nodes.RecallCache)
     monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, SINK, _Sink)
     monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, EXPAND, _ExpandEncode)
-    monkeypatch.setattr(upstream_facts, "_digests", FileDigests())
     input_dir = tmp_path / "input"
     input_dir.mkdir()
     old_input = folder_paths.get_input_directory()

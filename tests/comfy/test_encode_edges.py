@@ -96,6 +96,24 @@ def test_preferred_image_entries_are_pinned(recall, sd_vae, tmp_path, monkeypatc
     assert sorted(pinned) == [False, True]
 
 
+def test_a_preferred_image_the_vae_crops_before_encoding_is_still_pinned(recall, sd_vae, tmp_path, monkeypatch):
+    # 26x35 pixels: VAE.encode crops them to whole latent cells (24x32), so the tensor the encoder
+    # is called with is not the preferred file's pixels: only the node's own input names the file
+    import folder_paths
+    import nodes
+    from PIL import Image
+    monkeypatch.setattr(folder_paths, "get_input_directory", lambda *a, **k: str(tmp_path))
+    pixels = (torch.rand(1, 26, 35, 3, generator=torch.Generator().manual_seed(74)) * 255).to(torch.uint8)
+    Image.fromarray(pixels[0].numpy()).save(tmp_path / "avatar.png")
+    recall.config = recall.config.replace({"preferred_images": ["avatar.png"]})
+    loaded = nodes.LoadImage().load_image("avatar.png")[0]
+    assert tuple(sd_vae.vae_encode_crop_pixels(loaded).shape[1:3]) == (24, 32)
+    out = recall_vae_encode(loaded, sd_vae)
+    assert torch.equal(out["samples"], nodes.VAEEncode().encode(sd_vae, loaded)[0]["samples"])
+    ram = recall.store.tier("ram")
+    assert [ram.get("shared", key).meta.pinned for key in ram.keys("shared")] == [True]
+
+
 # --- encoder identity --------------------------------------------------------------------------
 
 def test_vae_fingerprint_is_computed_once_per_loaded_model(recall, sd_vae, monkeypatch):

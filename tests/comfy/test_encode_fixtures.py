@@ -28,6 +28,7 @@ def inference_mode():
 def recall(tmp_path, monkeypatch):
     from recall_pack.cache.config import CacheConfig, build_store
     from recall_pack.nodes import events, runtime
+    from recall_pack.nodes.lib.file_digest import FileDigests
 
     config = CacheConfig(disk_dir=str(tmp_path / "cache"))
     holder = types.SimpleNamespace(config=config, namespace="user-a", store=None, reports=[])
@@ -47,7 +48,8 @@ def recall(tmp_path, monkeypatch):
 
     holder.rebuild = rebuild
     holder.last = lambda: holder.reports[-1][1]
-    with use_runtime(HolderRuntime(namespace=lambda: holder.namespace)) as rt:
+    # file contents memoised in memory only: nothing written beside ComfyUI's user folder
+    with use_runtime(HolderRuntime(namespace=lambda: holder.namespace, file_digests=FileDigests())) as rt:
         yield holder
     rt.close()  # what it built itself (the near index); the holder's store is closed below
     holder.store.close()

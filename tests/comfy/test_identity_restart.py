@@ -5,6 +5,7 @@ core loader node (a new object), and the persistent memo is read back from its f
 process is taken to have started after the model files were written (they are built by the
 harness, possibly in this very session).
 """
+import contextlib
 import time
 
 import pytest
@@ -13,26 +14,30 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from recall_pack.bench.harness import lora_files
+from support.recall_runtime import use_runtime
 from test_encode_fixtures import inference_mode, sd_vae  # noqa: F401
 
 
 @pytest.fixture
 def restart(tmp_path, monkeypatch):
     """restart() -> hashing calls list, emptied; each call is a new process over the same memo file."""
+    from recall_pack.cache.config import CacheConfig
     from recall_pack.cache.weights_memo import WeightsMemo
-    from recall_pack.nodes import identity
+    from recall_pack.nodes import identity, runtime
     calls = []
     original = identity.fingerprint_tensors
     monkeypatch.setattr(identity, "fingerprint_tensors", lambda sd: calls.append(len(sd)) or original(sd))
 
-    def start():
-        monkeypatch.setattr(identity, "_weights_memo", type(identity._weights_memo)())
-        identity.configure_persistence(WeightsMemo(tmp_path / "cache" / identity.MEMO_FILE),
-                                       time.time() + 2 * identity.SETTLE_SECONDS)
-        calls.clear()
-        return calls
-    yield start
-    identity.configure_persistence()
+    with contextlib.ExitStack() as runtimes:
+        def start():
+            monkeypatch.setattr(identity, "_weights_memo", type(identity._weights_memo)())
+            memo = WeightsMemo(tmp_path / "cache" / runtime.WEIGHTS_MEMO_FILE)
+            runtimes.enter_context(use_runtime(runtime.Runtime(
+                CacheConfig(disk_dir=str(tmp_path / "cache")), weights_memo=memo,
+                started_at=time.time() + 2 * identity.SETTLE_SECONDS)))
+            calls.clear()
+            return calls
+        yield start
 
 
 def graph(loader: str, inputs: dict, input_name: str, output: int = 0, between: dict | None = None) -> dict:

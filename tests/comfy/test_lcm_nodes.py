@@ -69,12 +69,12 @@ def lcm(monkeypatch):
     from recall_pack.cache.config import CacheConfig
     from recall_pack.cache.memory import MemoryTier
     from recall_pack.cache.store import TieredStore
-    from recall_pack.nodes import lcm_nodes, upstream_facts
+    from recall_pack.nodes import lcm_nodes
     from recall_pack.nodes.lib.file_digest import FileDigests
     store = TieredStore([MemoryTier("ram", max_bytes=1 << 30)], background_writes=False)
     # a clock an hour ahead: the files a test writes are past the window in which a stamp is not trusted
-    monkeypatch.setattr(upstream_facts, "_digests", FileDigests(clock=lambda: time.time() + 3600))
-    with use_runtime(lcm_nodes.runtime.Runtime(CacheConfig(), store)):
+    digests = FileDigests(clock=lambda: time.time() + 3600)
+    with use_runtime(lcm_nodes.runtime.Runtime(CacheConfig(), store, file_digests=digests)):
         yield lcm_nodes
 
 

@@ -3,6 +3,7 @@
 A "restart" here is what a new process has: a fresh per-object memo, a fresh model object
 holding the same weights, and a WeightsMemo read back from the same file.
 """
+import contextlib
 import json
 import logging
 import os
@@ -13,8 +14,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from recall_pack.cache.config import CacheConfig
 from recall_pack.cache.weights_memo import WeightsMemo
-from recall_pack.nodes import identity
+from recall_pack.nodes import identity, runtime
 from support.recall_runtime import use_runtime
 from recall_pack.nodes.lib.file_digest import unchanged_since
 from recall_pack.nodes.model_origin import Origin
@@ -37,8 +39,8 @@ class FakeVAE:
 class World:
     """A model file, a memo file, and processes that start after the file was written."""
 
-    def __init__(self, tmp_path, monkeypatch):
-        self.tmp, self.monkeypatch = tmp_path, monkeypatch
+    def __init__(self, tmp_path, monkeypatch, runtimes: contextlib.ExitStack):
+        self.tmp, self.monkeypatch, self.runtimes = tmp_path, monkeypatch, runtimes
         self.file = tmp_path / "models" / "vae.safetensors"
         self.file.parent.mkdir()
         self.file.write_bytes(b"weights v1")
@@ -51,9 +53,13 @@ class World:
         """A new process: empty in-memory memos; by default it starts after every file was written."""
         self.monkeypatch.setattr(identity, "_weights_memo", type(identity._weights_memo)())
         self.memo = WeightsMemo(self.memo_path)
-        identity.configure_persistence(self.memo, time.time() + 2 * identity.SETTLE_SECONDS
-                                       if started_at is None else started_at)
+        self.install(time.time() + 2 * identity.SETTLE_SECONDS if started_at is None else started_at)
         self.hashes.clear()
+
+    def install(self, started_at):
+        """A runtime holding this process's memo and start time (None: unknown)."""
+        self.runtimes.enter_context(use_runtime(runtime.Runtime(CacheConfig(), weights_memo=self.memo,
+                                                                started_at=started_at)))
 
     def origin(self, options=None):
         key = json.dumps({"loader": "VAELoader", "files": [str(self.file)], "options": options or {}})
@@ -67,8 +73,8 @@ class World:
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
-    yield World(tmp_path, monkeypatch)
-    identity.configure_persistence()
+    with contextlib.ExitStack() as runtimes:
+        yield World(tmp_path, monkeypatch, runtimes)
 
 
 def test_restart_reuses_the_identity_without_hashing_weights(world):
@@ -99,7 +105,7 @@ def test_file_changed_after_the_process_started_is_not_trusted(world):
 
 def test_no_process_start_time_means_hashing(world):
     world.start()
-    identity.configure_persistence(world.memo, None)
+    world.install(started_at=None)
     identity.vae_identity(world.load())
     assert world.hashes == [1] and len(world.memo) == 0
 
@@ -200,7 +206,20 @@ def test_process_start_time_precedes_anything_this_process_did():
 
 
 def test_memo_lives_in_the_configured_cache_folder(tmp_path, monkeypatch):
-    from recall_pack.cache.config import CacheConfig
-    from recall_pack.nodes import runtime
-    with use_runtime(runtime.Runtime(CacheConfig(disk_dir=str(tmp_path / "disk")))):
-        assert identity._default_memo().path == tmp_path / "disk" / identity.MEMO_FILE
+    with use_runtime(runtime.Runtime(CacheConfig(disk_dir=str(tmp_path / "disk")))) as rt:
+        assert rt.weights_memo.path == tmp_path / "disk" / runtime.WEIGHTS_MEMO_FILE
+
+
+def test_an_encoder_changed_in_place_gets_another_identity_and_its_first_one_back(world):
+    world.start()
+    vae = world.load()
+    first = identity.vae_identity(vae)
+    vae.latent_dim = 3
+    assert identity.vae_identity(vae) != first
+    vae.latent_dim = 2
+    vae.patcher.patches = {"weight": [(0.5, ("diff", (torch.ones(4, 3, 3, 3),)), 1.0, None, None)]}
+    vae.patcher.patches_uuid = "lora"
+    patched = identity.vae_identity(vae)
+    assert patched != first
+    vae.patcher.patches, vae.patcher.patches_uuid = {}, "base"
+    assert identity.vae_identity(vae) == first and world.hashes == [1]

@@ -27,9 +27,6 @@ def input_dir(tmp_path, monkeypatch):
     fp.get_input_directory = lambda: str(folder)
     fp.get_annotated_filepath = lambda name: str(folder / name)
     monkeypatch.setitem(sys.modules, "folder_paths", fp)
-    # the module's state is per process: a fresh one for each test
-    monkeypatch.setattr(pi, "_state", {"signature": None, "keys": frozenset(), "pending": None})
-    monkeypatch.setattr(pi, "_warned", set())
     yield folder
 
 
@@ -62,12 +59,12 @@ def test_a_decode_that_blocks_holds_up_the_run_at_most_the_wait(input_dir, monke
         return frozenset({pi.content_key(image)})
     monkeypatch.setattr(pi, "_decode", slow_decode)
     monkeypatch.setattr(pi, "DECODE_WAIT_S", 0.2)
-    with use_runtime(runtime.Runtime(types.SimpleNamespace(preferred_images=("ok.png",)))):
+    with use_runtime(runtime.Runtime(types.SimpleNamespace(preferred_images=("ok.png",)))) as rt:
         start = time.perf_counter()
         assert not pi.is_preferred(image)            # the run goes on without the keys
         assert not pi.is_preferred(image)            # and does not wait a second time
         assert time.perf_counter() - start < 2.0
-        decoding = pi._state["pending"]
+        decoding = rt.state(pi.PreferredKeys).pending
         release.set()
         decoding.join(10)
         assert pi.is_preferred(image)                # the decode finished on its own thread

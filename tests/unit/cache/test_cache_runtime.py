@@ -52,14 +52,9 @@ def comfy(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def owners(comfy, monkeypatch):
-    """prompt_owner with no prompt recorded and no server hooked (its state is per process)."""
-    from collections import OrderedDict
-
-    from recall_pack.nodes import prompt_owner
-    monkeypatch.setattr(prompt_owner, "_owners", OrderedDict())
-    monkeypatch.setattr(prompt_owner, "_installed_on", set())
-    return prompt_owner
+def owners(comfy):
+    """The fresh runtime's prompt owners: no prompt recorded yet."""
+    return runtime.current().state(runtime.prompt_owner.PromptOwners)
 
 
 def test_defaults_without_a_config_file(comfy):
@@ -113,7 +108,7 @@ def test_namespace_is_default_in_single_user_mode(comfy):
     assert runtime.current().namespace() == "default"
 
 
-def _queue(prompt_owner, headers, body, users=("alice", "bob")):
+def _queue(owners, headers, body, users=("alice", "bob")):
     """What POST /prompt does before it queues: the request is current (the middleware's
     context variable), then the on-prompt handler runs (the live-server tests run the real ones)."""
     def user_of(request):
@@ -121,18 +116,18 @@ def _queue(prompt_owner, headers, body, users=("alice", "bob")):
         if name not in users:
             raise KeyError(name)
         return name
-    token = prompt_owner._request.set(types.SimpleNamespace(headers=headers))
+    request = runtime.prompt_owner._request
+    token = request.set(types.SimpleNamespace(headers=headers))
     try:
-        return prompt_owner.on_prompt(dict(body), user_of)["prompt_id"]
+        return owners.on_prompt(dict(body), user_of)["prompt_id"]
     finally:
-        prompt_owner._request.reset(token)
+        request.reset(token)
 
 
 def test_namespace_is_the_user_who_queued_the_prompt_never_the_client_id(comfy, owners):
-    prompt_owner = owners
     comfy.args.multi_user = True
-    alice = _queue(prompt_owner, {"comfy-user": "alice"}, {"prompt": {}, "client_id": "bob-tab"})
-    bob = _queue(prompt_owner, {"comfy-user": "bob"}, {"prompt": {}, "client_id": "bob-tab"})
+    alice = _queue(owners, {"comfy-user": "alice"}, {"prompt": {}, "client_id": "bob-tab"})
+    bob = _queue(owners, {"comfy-user": "bob"}, {"prompt": {}, "client_id": "bob-tab"})
     comfy.server.PromptServer.instance.last_prompt_id = alice
     assert runtime.current().namespace() == "user:alice"
     comfy.server.PromptServer.instance.last_prompt_id = bob
@@ -140,19 +135,17 @@ def test_namespace_is_the_user_who_queued_the_prompt_never_the_client_id(comfy, 
 
 
 def test_a_prompt_id_of_another_user_is_replaced(comfy, owners):
-    prompt_owner = owners
     comfy.args.multi_user = True
-    bob = _queue(prompt_owner, {"comfy-user": "bob"}, {"prompt": {}, "prompt_id": "p-bob"})
-    stolen = _queue(prompt_owner, {"comfy-user": "alice"}, {"prompt": {}, "prompt_id": "p-bob"})
+    bob = _queue(owners, {"comfy-user": "bob"}, {"prompt": {}, "prompt_id": "p-bob"})
+    stolen = _queue(owners, {"comfy-user": "alice"}, {"prompt": {}, "prompt_id": "p-bob"})
     assert bob == "p-bob" and stolen != "p-bob"
-    assert prompt_owner.owner_of("p-bob") == "bob" and prompt_owner.owner_of(stolen) == "alice"
+    assert owners.owner_of("p-bob") == "bob" and owners.owner_of(stolen) == "alice"
 
 
 def test_unknown_users_and_unrecorded_prompts_are_each_their_own_namespace(comfy, owners):
-    prompt_owner = owners
     comfy.args.multi_user = True
-    first = _queue(prompt_owner, {"comfy-user": "mallory"}, {"prompt": {}, "prompt_id": "x"})
-    second = _queue(prompt_owner, {}, {"prompt": {}, "prompt_id": "x"})
+    first = _queue(owners, {"comfy-user": "mallory"}, {"prompt": {}, "prompt_id": "x"})
+    second = _queue(owners, {}, {"prompt": {}, "prompt_id": "x"})
     names = set()
     for prompt_id in (first, second, "never-posted"):
         comfy.server.PromptServer.instance.last_prompt_id = prompt_id
@@ -191,3 +184,57 @@ def test_clear_passthrough_counts_removed_entries(comfy):
     store.flush()
     assert runtime.current().clear(tier="ram") == 1
     assert runtime.current().stats()["tiers"]["disk"]["shared"]["entries"] == 1
+
+
+def test_a_fresh_runtime_starts_with_no_prompt_owners(comfy, owners):
+    comfy.args.multi_user = True
+    alice = _queue(owners, {"comfy-user": "alice"}, {"prompt": {}})
+    comfy.server.PromptServer.instance.last_prompt_id = alice
+    with use_runtime(runtime.Runtime()) as fresh:
+        assert fresh.state(runtime.prompt_owner.PromptOwners).owner_of(alice) is None
+        assert fresh.namespace().startswith("anon:")
+    assert runtime.current().namespace() == "user:alice"
+
+
+def test_the_prompt_hook_records_in_the_runtime_installed_when_a_prompt_is_queued(comfy, monkeypatch):
+    comfy.args.multi_user = True
+    handlers = []
+    server = types.SimpleNamespace(app=types.SimpleNamespace(middlewares=[]), add_on_prompt_handler=handlers.append,
+                                   user_manager=types.SimpleNamespace(
+                                       get_request_user_id=lambda request: request.headers["comfy-user"]))
+    monkeypatch.setattr(comfy.server.PromptServer, "instance", server)
+    monkeypatch.setattr(runtime.prompt_owner, "_installed_on", set())
+    monkeypatch.setattr(runtime.prompt_owner, "_middleware", lambda: "middleware")  # aiohttp's: live tests
+    assert runtime.track_prompt_owners() and len(handlers) == 1 and len(server.app.middlewares) == 1
+
+    def post(user):
+        token = runtime.prompt_owner._request.set(types.SimpleNamespace(headers={"comfy-user": user}))
+        try:
+            return handlers[0]({"prompt": {}})["prompt_id"]
+        finally:
+            runtime.prompt_owner._request.reset(token)
+    first = post("alice")
+    with use_runtime(runtime.Runtime()) as fresh:
+        second = post("bob")
+        assert fresh.state(runtime.prompt_owner.PromptOwners).owner_of(second) == "bob"
+        assert fresh.state(runtime.prompt_owner.PromptOwners).owner_of(first) is None
+    assert runtime.current().state(runtime.prompt_owner.PromptOwners).owner_of(first) == "alice"
+
+
+def test_state_is_made_once_per_runtime_and_closed_with_it(comfy):
+    made = []
+
+    class Table:
+        def __init__(self, rt):
+            self.rt, self.closed = rt, False
+            made.append(self)
+
+        def close(self):
+            self.closed = True
+    rt = runtime.Runtime()
+    assert rt.state(Table) is rt.state(Table) and made[0].rt is rt
+    other = runtime.Runtime()
+    assert other.state(Table) is not rt.state(Table)
+    rt.close()
+    assert made[0].closed and not made[1].closed
+    assert rt.state(Table) is not made[0]   # a closed runtime that is used again starts afresh
