@@ -223,7 +223,7 @@ class DiskTier(DiskWrites, PersistentTier):
             data = read_entry(path)
         except (FileNotFoundError, NotADirectoryError, NotOurs) as exc:
             _log.debug("tier %s: no entry file for %s: %s", self.name, key, exc)
-            self._forget(id_, row)
+            self._forget(id_, None if row is None else row.token)
             return None
         except OSError as exc:
             self.report_failure("read an entry", exc)
@@ -249,21 +249,22 @@ class DiskTier(DiskWrites, PersistentTier):
             except _DB_ERRORS as exc:
                 self._db_failure("update its index", exc)
 
-    def _forget(self, id_: bytes, row: Row | None) -> None:
-        if row is None:
+    def _forget(self, id_: bytes, token: int | None) -> None:
+        """Drop the index row of id_ written with token (None: there is no row to drop)."""
+        if token is None:
             return
         with self._lock:
             db = self._index()
             try:
                 if db is not None:
-                    db.delete(id_, row.token)
+                    db.delete(id_, token)
             except _DB_ERRORS as exc:
                 self._db_failure("update its index", exc)
 
     def blob_damaged(self, namespace: str, key: str, found: Blob, exc: CorruptEntry) -> None:
         id_, row, path = found.where
         if is_foreign(found.data):
-            self._forget(id_, row)
+            self._forget(id_, None if row is None else row.token)
             self.warn_once("foreign", f"[Recall] cache: {path} is not a Recall cache entry (a safetensors file "
                                       "without Recall's metadata); it is left in place and counts as a miss.")
             return

@@ -54,7 +54,7 @@ class DiskWrites:
                 fh.write(blob)
         except OSError as exc:
             remove_own(tmp)
-            self._release(id_, token)
+            self._forget(id_, token)
             hint = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
             self.report_failure(f"write to {self.root}{hint}", exc)
             return False
@@ -114,15 +114,6 @@ class DiskWrites:
             self.warn_once("name-taken", f"[Recall] cache: {path} is not a cache entry (a folder, a link or "
                                          "someone else's file); the entry is stored under another name beside it.")
         return None
-
-    def _release(self, id_: bytes, token: int) -> None:
-        with self._lock:
-            db = self._index()
-            try:
-                if db is not None:
-                    db.delete(id_, token)
-            except _DB_ERRORS as exc:
-                self._db_failure("update its index", exc)
 
     def _place(self, id_: bytes, token: int, tmp: Path, path: Path) -> bool:
         """Rename the written file into place and mark its row stored, together."""
