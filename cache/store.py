@@ -179,6 +179,8 @@ class TieredStore:
 
     def _put(self, key, value, namespace, compute_seconds, label, pinned, by_reference, ttl_seconds):
         """Store value; returns (what the tiers hold, its meta)."""
+        label = label() if callable(label) else label
+        pinned = pinned() if callable(pinned) else pinned
         if by_reference is None:
             by_reference = not values.copyable(value)
         devices = None if by_reference else values.devices(value)
@@ -200,8 +202,10 @@ class TieredStore:
         return value, meta
 
     def get_or_compute(self, key: str, compute: Callable[[], Any], *, namespace: str = SHARED_NAMESPACE,
-                       label: str = "", pinned: bool = False, by_reference: bool = False,
-                       ttl_seconds: float | None = None, to_device=None) -> Outcome:
+                       label: str | Callable[[], str] = "", pinned: bool | Callable[[], bool] = False,
+                       by_reference: bool = False, ttl_seconds: float | None = None, to_device=None) -> Outcome:
+        """label and pinned may be functions: they are called only when the value is stored (a miss),
+        so a hit does not pay for them."""
         if not self.enabled:
             start = time.perf_counter()
             value = compute()

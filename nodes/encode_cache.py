@@ -75,7 +75,8 @@ def uncached(compute: Callable[[], Any], reason: str) -> Part:
 
 
 def cached(store, kind: str, *, contents: Sequence[str], encoder: str, params: dict | None,
-           compute: Callable[[], Any], namespace: str = SHARED_NAMESPACE, pinned: bool = False,
+           compute: Callable[[], Any], namespace: str = SHARED_NAMESPACE,
+           pinned: bool | Callable[[], bool] = False,
            ttl_seconds: float | None = None, hints: dict | None = None, near=None) -> Part:
     """Look one encoding up in store (the runtime's); on a miss compute it (single flight per key) and store it.
 
@@ -84,10 +85,13 @@ def cached(store, kind: str, *, contents: Sequence[str], encoder: str, params: d
     cache. hints: inputs of the node that shaped the content (SVD's
     seed shapes the noisy pixels) shown in the miss explanation, not part of the key.
     near: a near_match.Plan: an exact miss first tries a verified near-identical image.
+    pinned may be a function: like the entry's label, it is worked out only when the entry is stored.
     """
     key = build_key(kind, contents=contents, encoder=encoder, params=params)
-    label = make_label(kind, contents, encoder, params, hints)
     timing = {}
+
+    def label() -> str:  # for the stored entry and the miss explanation: never made on an exact hit
+        return make_label(kind, contents, encoder, params, hints)
 
     def produce():
         if near is not None:
@@ -97,20 +101,21 @@ def cached(store, kind: str, *, contents: Sequence[str], encoder: str, params: d
         value, timing["s"] = _timed(compute)
         return value
 
-    flight = dict(namespace=namespace, label=label, pinned=pinned, ttl_seconds=ttl_seconds)
     try:
-        outcome = store.get_or_compute(key, produce, **flight)
+        outcome = store.get_or_compute(key, produce, namespace=namespace, label=label, pinned=pinned,
+                                       ttl_seconds=ttl_seconds)
     except _NearHit as near_hit:
         found = near_hit.found
         return Part(found.value, "hit", tier=found.tier, saved_s=found.saved_seconds, key=found.key,
                     near_db=found.db)
     value = outcome.value
     if near is not None:
-        near_match.remember(store, near, **flight)
+        near_match.remember(store, near, namespace=namespace, label=label(),
+                            pinned=pinned() if callable(pinned) else pinned, ttl_seconds=ttl_seconds)
     if outcome.hit:
         return Part(value, "hit", tier=outcome.tier, saved_s=outcome.saved_seconds, key=key)
     return Part(value, "miss", compute_s=timing.get("s", outcome.compute_seconds),
-                reason=_reason(store, namespace, key, label), key=key)
+                reason=_reason(store, namespace, key, label()), key=key)
 
 
 class _NearHit(Exception):

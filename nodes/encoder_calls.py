@@ -119,7 +119,7 @@ def _part(kind, encoder, method, args, kwargs, identity, ignore, compute, uncach
     if store is None:
         return encode_cache.uncached(compute, off)
     return encode_cache.cached(store, kind, contents=contents, encoder=encoder_id, params=params, compute=compute,
-                               namespace=namespace, pinned=_pinned(rt, collector, tensors), ttl_seconds=ttl,
+                               namespace=namespace, pinned=lambda: _pinned(rt, collector, tensors), ttl_seconds=ttl,
                                hints=hints, near=near)
 
 

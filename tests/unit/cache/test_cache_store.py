@@ -67,6 +67,21 @@ def test_get_or_compute_computes_once_then_hits(store):
     assert store.recent_keys("shared", 5) == [("k", "a.png")]
 
 
+def test_a_label_and_pin_given_as_functions_are_worked_out_only_when_the_value_is_stored(store, tiers):
+    asked = []
+    label = lambda: asked.append("label") or "a.png"  # noqa: E731
+    pinned = lambda: asked.append("pinned") or True  # noqa: E731
+    assert store.get_or_compute("k", lambda: latent(1), label=label, pinned=pinned).hit is False
+    assert sorted(asked) == ["label", "pinned"]
+    assert store.get_or_compute("k", lambda: latent(1), label=label, pinned=pinned).hit is True
+    assert sorted(asked) == ["label", "pinned"]  # the hit asked for neither
+    assert store.recent_keys("shared", 5) == [("k", "a.png")]
+    hot = tiers[0]
+    store.put("x", latent(2))
+    store.put("y", latent(3))  # the hot tier holds 2: the unpinned one goes, the pinned one stays
+    assert "k" in hot.keys("shared")
+
+
 def test_single_flight_two_callers_wait_for_one_compute(store):
     started, release, calls = threading.Event(), threading.Event(), []
 
