@@ -32,16 +32,7 @@ stage() {
 }
 say() { echo "[tests/run.sh] $*"; }
 
-# pip says "Location ... is ignored" for each local index the machine's config
-# names that a constraint or --isolated skips: harmless, and hides real output.
-quiet() {
-  local log rc=0
-  log=$(mktemp)
-  "$@" >"$log" 2>&1 || rc=$?
-  grep -v -E 'Location .* is ignored|^[[:space:]]*$' "$log" || true
-  rm -f "$log"
-  return "$rc"
-}
+. "$REPO/bench/harness/quiet.sh"
 pip_install() { quiet "$1" -m pip install --disable-pip-version-check -q "${@:2}"; }
 
 # setuptools leaves these in the repo when pip installs '.[extras]'.

@@ -64,16 +64,7 @@ else
   fi
 fi
 
-# pip warns "Location ... is ignored" for every local index the machine's pip
-# config names that --isolated or a constraint makes it skip: harmless noise.
-quiet() {
-  local log rc=0
-  log=$(mktemp)
-  "$@" >"$log" 2>&1 || rc=$?
-  grep -v -E 'Location .* is ignored|^[[:space:]]*$' "$log" || true
-  rm -f "$log"
-  return "$rc"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/quiet.sh"
 
 venv="$dest/venv"
 echo "[setup_comfyui] building $venv (torch 2.13.0 + torchvision 0.28.0 + ComfyUI's requirements)"
