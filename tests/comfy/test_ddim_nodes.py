@@ -9,13 +9,11 @@ import math
 import pytest
 import torch
 
+from recall_pack.bench.harness.make_models import SD15_UNET
+
 SHAPE = (1, 4, 8, 8)
-UNET = {"use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
-        "num_res_blocks": [1, 1, 1, 1], "channel_mult": [1, 1, 1, 1], "use_spatial_transformer": True,
-        "legacy": False, "adm_in_channels": None, "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-        "transformer_depth_middle": 1, "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-        "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8, "num_head_channels": -1,
-        "use_temporal_attention": False, "use_temporal_resblock": False}
+# the SD1.5 UNet config, shrunk to a few channels: the sampler tests need its schedule, not its size
+UNET = {**SD15_UNET, "model_channels": 32, "num_res_blocks": [1, 1, 1, 1], "channel_mult": [1, 1, 1, 1]}
 
 
 def toy_output(sample, t):
