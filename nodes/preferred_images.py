@@ -20,8 +20,6 @@ import os
 import stat
 import threading
 
-import torch
-
 from ..cache.config import check_image_name
 from ..cache.errors import CacheConfigError
 from ..cache.keys import content_key
@@ -30,7 +28,6 @@ from . import runtime
 _log = logging.getLogger("recall")
 
 DECODE_WAIT_S = 5.0
-
 
 
 def _input_dir() -> str:
@@ -158,10 +155,3 @@ def preferred_keys(rt=None) -> frozenset:
                      "until the decode finishes.", DECODE_WAIT_S)
     with state.lock:
         return state.keys
-
-
-def is_preferred(image: torch.Tensor | None) -> bool:
-    if image is None:
-        return False
-    keys = preferred_keys()
-    return bool(keys) and content_key(image) in keys

@@ -61,10 +61,11 @@ def test_a_decode_that_blocks_holds_up_the_run_at_most_the_wait(input_dir, monke
     monkeypatch.setattr(pi, "DECODE_WAIT_S", 0.2)
     with use_runtime(runtime.Runtime(types.SimpleNamespace(preferred_images=("ok.png",)))) as rt:
         start = time.perf_counter()
-        assert not pi.is_preferred(image)            # the run goes on without the keys
-        assert not pi.is_preferred(image)            # and does not wait a second time
+        key = pi.content_key(image)
+        assert key not in pi.preferred_keys(rt)      # the run goes on without the keys
+        assert key not in pi.preferred_keys(rt)      # and does not wait a second time
         assert time.perf_counter() - start < 2.0
         decoding = rt.state(pi.PreferredKeys).pending
         release.set()
         decoding.join(10)
-        assert pi.is_preferred(image)                # the decode finished on its own thread
+        assert key in pi.preferred_keys(rt)          # the decode finished on its own thread
