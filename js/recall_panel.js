@@ -10,7 +10,7 @@ import { api } from "../../scripts/api.js";
 import { clearCache, getStats } from "./recall_client.js";
 import { formatBytes, formatPercent, formatSeconds, nearSummary, savingSummary, summarizeNamespaces, summarizeStats }
   from "./recall_format.js";
-import { debounce } from "./recall_state.js";
+import { debounce, latestOnly } from "./recall_state.js";
 import { watchSaving } from "./recall_saving_badge.js";
 
 const POLL_MS = 2000;
@@ -97,10 +97,11 @@ class RecallPanel {
   constructor(root) {
     this.root = root;
     this.timer = null;
-    this.busy = false;
     this.error = "";
     this.notice = "";
     this.stats = null;
+    // a refresh asked for while the poll's is in flight runs after it: the event's counts are newer
+    this.refresh = latestOnly(() => this.fetchAndRender());
     this.refreshSoon = debounce(() => void this.refresh(), 250);
     this.onNodeEvent = () => this.refreshSoon();
   }
@@ -122,16 +123,12 @@ class RecallPanel {
     api.removeEventListener("recall.backend", this.onNodeEvent);
   }
 
-  async refresh() {
-    if (this.busy) return;
-    this.busy = true;
+  async fetchAndRender() {
     try {
       this.stats = await getStats();
       this.error = "";
     } catch (error) {
       this.error = `Could not read the cache statistics: ${error.message}`;
-    } finally {
-      this.busy = false;
     }
     if (this.timer !== null) this.render();
   }

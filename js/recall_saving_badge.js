@@ -8,7 +8,7 @@
 import { api } from "../../scripts/api.js";
 import { getStats } from "./recall_client.js";
 import { savingSummary, shortSeconds } from "./recall_format.js";
-import { debounce } from "./recall_state.js";
+import { debounce, latestOnly } from "./recall_state.js";
 
 const STYLE = `
 .recall-tab-button { position: relative; }
@@ -50,14 +50,15 @@ export function showSaving(totals) {
   if (badge) badge.title = summary;
 }
 
-async function refresh() {
+// one fetch at a time, so an older answer never lands after a newer one
+const refresh = latestOnly(async () => {
   try {
     const stats = await getStats();
     showSaving(stats?.totals ?? {});
   } catch {
     // the panel reports errors; the badge just keeps its last value
   }
-}
+});
 
 /** Refresh after each Recall report and each finished run; put the badge back if the bar re-renders. */
 export function watchSaving() {

@@ -102,3 +102,30 @@ export function debounce(fn, delayMs, timers = globalThis) {
     }, delayMs);
   };
 }
+
+/**
+ * Runs an async `fn` one call at a time. A call made while one is in flight is not dropped:
+ * one more run follows the current one, so what it fetches is never older than the request.
+ */
+export function latestOnly(fn) {
+  let running = null;
+  let again = false;
+  const run = async () => {
+    try {
+      do {
+        again = false;
+        await fn();
+      } while (again);
+    } finally {
+      running = null;
+    }
+  };
+  return () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = run();
+    return running;
+  };
+}

@@ -348,12 +348,15 @@ async function main() {
     r.canvas_hit = await runAndRead(page, "canvas", { image: opt["image-a2"] }, "canvas_hit");
     r.canvas_not_run = await runAndRead(page, "canvas", {});
     log("canvas runs", JSON.stringify(Object.values(r).map((x) => x.seen)));
-    result.panel_after_runs = await waitForPanel(page, (p) => p.cards.disk && Number(p.cards.disk.fields.entries.entries) >= 2,
-      "both images on disk");
+    // what the server has counted by now; the panel and the icon must come to show that, not an earlier poll's
+    const counted = (await pollServer("/recall/stats", (s) => s.totals.hits + s.totals.misses >= 3, "the three lookups")).totals;
+    result.panel_after_runs = await waitForPanel(page, (p) => p.cards.disk && Number(p.cards.disk.fields.entries.entries) >= 2
+      && p.cards.total.fields.hitRate.hits === String(counted.hits) && p.cards.total.fields.hitRate.misses === String(counted.misses),
+      `both images on disk and ${counted.hits} hits, ${counted.misses} misses`);
     await screenshot(page, "panel");
     // refreshed shortly after each run's last report
-    await page.waitForFunction(() => /1 hit/.test(document.querySelector(".recall-tab-button")?.getAttribute("aria-label") ?? ""),
-      null, { timeout: 15000 }).catch(() => {});
+    await page.waitForFunction((summary) => document.querySelector(".recall-tab-button")?.getAttribute("aria-label") === summary,
+      result.panel_after_runs.summary, { timeout: 15000 }).catch(() => {});
     result.saving_badge = await page.evaluate(() => {
       const button = document.querySelector(".recall-tab-button");
       return { text: button?.querySelector(".recall-saving-badge")?.textContent ?? null, label: button?.getAttribute("aria-label") ?? null };

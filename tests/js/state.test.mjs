@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { backendReducer, badgeReducer, debounce, nodeForExecutionId } from "../../js/recall_state.js";
+import { backendReducer, badgeReducer, debounce, latestOnly, nodeForExecutionId } from "../../js/recall_state.js";
 
 const hit = (id) => ({ type: "recall.node", payload: { node_id: id, status: "hit", tier: "ram", saved_s: 1 } });
 const miss = (id) => ({ type: "recall.node", payload: { node_id: id, status: "miss", reason: "first run" } });
@@ -95,4 +95,44 @@ test("debounce runs once for a burst, with the last arguments", () => {
   run(1); run(2); run(3);
   for (const fn of pending) fn?.();
   assert.deepEqual(calls, [3]);
+});
+
+test("latestOnly runs one more time when asked while running, never two at once", async () => {
+  const started = [];
+  let release = null;
+  let running = 0;
+  let most = 0;
+  const refresh = latestOnly(async () => {
+    running += 1;
+    most = Math.max(most, running);
+    started.push(started.length);
+    await new Promise((resolve) => { release = resolve; });
+    running -= 1;
+  });
+  const first = refresh();
+  const second = refresh();
+  const third = refresh();
+  assert.equal(started.length, 1);
+  release();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(started.length, 2, "a call made while the first ran must run after it");
+  release();
+  await Promise.all([first, second, third]);
+  assert.equal(started.length, 2, "calls made during one run coalesce into one rerun");
+  assert.equal(most, 1);
+  const later = refresh();
+  assert.equal(started.length, 3, "a call after the runs end starts at once");
+  release();
+  await later;
+});
+
+test("latestOnly keeps working after a run throws", async () => {
+  let calls = 0;
+  const refresh = latestOnly(async () => {
+    calls += 1;
+    if (calls === 1) throw new Error("network down");
+  });
+  await assert.rejects(refresh(), /network down/);
+  await refresh();
+  assert.equal(calls, 2);
 });
