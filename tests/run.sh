@@ -66,13 +66,17 @@ fi
 py="$venv/bin/python"
 stage "test venv"
 
-# The pack as ComfyUI-Manager installs it: its requirements.txt into ComfyUI's python.
+# The pack as ComfyUI-Manager installs it: its requirements.txt into ComfyUI's python; then
+# redis-py, as the README tells a user who turns on the shared Redis tier (the live Redis tests
+# run ComfyUI with that backend). Its version comes from pyproject.toml's "redis" extra.
 install_like_manager() {
-  local comfy_python=$1 stamp
-  stamp="$CACHE/stamps/manager-$(path_hash "$comfy_python")-$(cat requirements.txt | sha256sum | cut -c1-16)"
+  local comfy_python=$1 stamp redis_req
+  redis_req=$("$py" -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["redis"])')
+  stamp="$CACHE/stamps/manager-$(path_hash "$comfy_python")-$(echo "$redis_req" | cat requirements.txt - | sha256sum | cut -c1-16)"
   [ -f "$stamp" ] && return 0
-  say "pip install -r requirements.txt into $comfy_python (as ComfyUI-Manager does)"
+  say "pip install -r requirements.txt into $comfy_python (as ComfyUI-Manager does), then $redis_req (the Redis tier's)"
   pip_install "$comfy_python" -r "$REPO/requirements.txt"
+  pip_install "$comfy_python" "$redis_req"
   mkdir -p "$CACHE/stamps"
   touch "$stamp"
 }
