@@ -93,6 +93,9 @@ def canonical(value: Any) -> Any:
         return {"float": repr(value)} if not math.isfinite(value) else value
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]
+    if isinstance(value, dict) and {type(k) for k in value} <= {str}:
+        # parameters are str-keyed dicts: sorted by key, which is the order _key_order gives them
+        return {"map": [[k, canonical(value[k])] for k in sorted(value)]}
     if isinstance(value, (dict, Mapping)):
         return {"map": sorted(([_key(k), canonical(v)] for k, v in value.items()), key=_key_order)}
     if isinstance(value, torch.Tensor):

@@ -108,6 +108,27 @@ def test_build_key_separates_int_and_float_and_content_order():
     assert build_key("k", params={"s": 0.1 + 0.2}) != build_key("k", params={"s": 0.3})
 
 
+json_leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+params = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), params, max_size=6))
+def test_a_plain_dict_has_the_form_of_any_other_mapping_with_its_items(d):
+    """str-keyed dicts take a shorter path; their keys (and so every stored entry) must not change."""
+    import types
+
+    from recall_pack.digest import canonical
+    assert canonical(d) == canonical(types.MappingProxyType(d))
+
+
+def test_str_and_other_keys_stay_apart():
+    from recall_pack.digest import digest
+    assert digest({"1": "x"}) != digest({1: "x"})
+    assert digest({"a": 1, 2: "b"}) == digest({2: "b", "a": 1})
+
+
 def test_build_key_rejects_parameters_without_a_stable_form():
     with pytest.raises(TypeError, match="object"):
         build_key("k", params={"model": object()})
