@@ -98,30 +98,30 @@ test("debounce runs once for a burst, with the last arguments", () => {
 });
 
 test("latestOnly runs one more time when asked while running, never two at once", async () => {
-  const started = [];
+  let started = 0;
   let release = null;
   let running = 0;
   let most = 0;
   const refresh = latestOnly(async () => {
     running += 1;
     most = Math.max(most, running);
-    started.push(started.length);
+    started += 1;
     await new Promise((resolve) => { release = resolve; });
     running -= 1;
   });
   const first = refresh();
   const second = refresh();
   const third = refresh();
-  assert.equal(started.length, 1);
+  assert.equal(started, 1);
   release();
   await new Promise((resolve) => setImmediate(resolve));
-  assert.equal(started.length, 2, "a call made while the first ran must run after it");
+  assert.equal(started, 2, "a call made while the first ran must run after it");
   release();
   await Promise.all([first, second, third]);
-  assert.equal(started.length, 2, "calls made during one run coalesce into one rerun");
+  assert.equal(started, 2, "calls made during one run coalesce into one rerun");
   assert.equal(most, 1);
   const later = refresh();
-  assert.equal(started.length, 3, "a call after the runs end starts at once");
+  assert.equal(started, 3, "a call after the runs end starts at once");
   release();
   await later;
 });
